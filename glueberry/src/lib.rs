@@ -1,0 +1,4 @@
+#![deny(missing_docs)]
+//! glueberry
+pub mod crypto;
+pub mod wire;
