@@ -1,4 +1,55 @@
 #![deny(missing_docs)]
-//! glueberry
+//! # glueberry
+//!
+//! Secure peer-to-peer messaging on rust-libp2p, wire-compatible with Go Glueberry
+//! (protocol v1).
+//!
+//! A [`Node`] wraps a libp2p swarm (TCP + Noise + yamux, and QUIC) owned by one driver task.
+//! Peers run an application-controlled two-phase handshake over the unencrypted `handshake`
+//! stream, then exchange messages on named streams encrypted with ChaCha20-Poly1305 under a
+//! key derived from both Ed25519 identities.
+//!
+//! ```no_run
+//! use glueberry::{Config, Node};
+//! use libp2p::identity::ed25519;
+//!
+//! # async fn run() -> Result<(), glueberry::Error> {
+//! let config = Config::new(
+//!     ed25519::Keypair::generate(),
+//!     "peers.json",
+//!     vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+//! );
+//! let node = Node::new(config)?;
+//! node.start().await?;
+//! let messages = node.messages();
+//! while let Ok(msg) = messages.recv().await {
+//!     println!("{} on {}: {} bytes", msg.peer, msg.stream, msg.data.len());
+//! }
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! See `ARCHITECTURE.md` for the tasks and channels, and `docs/protocol.md` for the wire format.
+
+mod behaviour;
+pub mod config;
 pub mod crypto;
+mod driver;
+pub mod error;
+pub mod event;
+pub mod message;
+mod node;
+pub mod peer;
+mod shared;
+mod stream;
 pub mod wire;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use event::{ConnectionEvent, Event, Filter, RecvError, StreamFault, Subscription};
+pub use message::{IncomingMessage, Messages};
+pub use node::Node;
+pub use peer::{DisconnectReason, State};
+
+/// Re-exported libp2p types that appear in the API.
+pub use libp2p::{Multiaddr, PeerId, identity};

@@ -1,0 +1,51 @@
+//! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{Swarm, connection_limits, identify, noise, ping, tcp, yamux};
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// The identify protocol version string.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
+
+/// Everything the swarm runs: streams (ours), identify and ping (interop with go-libp2p, and
+/// round-trip times), and connection limits.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) stream: libp2p_stream::Behaviour,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+}
+
+/// Builds the swarm: TCP + Noise + yamux, QUIC v1, DNS. It does not listen yet.
+pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.conn_high_watermark as u32));
+    let keypair = libp2p::identity::Keypair::from(config.keypair.clone());
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
+            stream: libp2p_stream::Behaviour::new(),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                    .with_agent_version(format!("glueberry-rs/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+        .map_err(|e| Error::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
+        .build();
+    Ok(swarm)
+}

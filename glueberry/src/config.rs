@@ -1,0 +1,384 @@
+//! Node configuration: three required fields, everything else with Go Glueberry's default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::identity::ed25519;
+
+use crate::crypto::OVERHEAD;
+use crate::wire::{MAX_FRAME_LEN, codec};
+
+/// Go Glueberry's defaults (its code, not its docs), and ours for what it lacks.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Time from Connected to a finalized handshake before the peer is put in cooldown.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// First reconnection delay.
+    pub const RECONNECT_BASE_DELAY: Duration = Duration::from_secs(1);
+    /// Longest reconnection delay.
+    pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(300);
+    /// Reconnection attempts before giving up.
+    pub const RECONNECT_MAX_ATTEMPTS: u32 = 10;
+    /// Cooldown after a handshake timeout.
+    pub const FAILED_HANDSHAKE_COOLDOWN: Duration = Duration::from_secs(60);
+    /// Capacity of each event subscription.
+    pub const EVENT_BUFFER_SIZE: usize = 100;
+    /// Capacity of the shared incoming-message queue.
+    pub const MESSAGE_BUFFER_SIZE: usize = 1000;
+    /// Flow control: queued messages at which senders block.
+    pub const HIGH_WATERMARK: usize = 1000;
+    /// Flow control: queued messages at which blocked senders resume.
+    pub const LOW_WATERMARK: usize = 100;
+    /// Largest plaintext message, in bytes (inclusive).
+    pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+    /// Longest stream name, in bytes.
+    pub const MAX_STREAM_NAME_LENGTH: usize = 64;
+    /// Largest address-book metadata, as the sum of key and value lengths in bytes.
+    pub const MAX_METADATA_SIZE: usize = 4096;
+    /// Connection-count low watermark (Go's connmgr).
+    pub const CONN_LOW_WATERMARK: usize = 100;
+    /// Connection-count high watermark (Go's connmgr): the most established connections.
+    pub const CONN_HIGH_WATERMARK: usize = 400;
+    /// Dial timeout (hard-coded in Go).
+    pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Bad frames tolerated on one stream before it is reset (Go never resets).
+    pub const MAX_STREAM_FAILURES: u32 = 8;
+    /// Idle time after which a connection with no open stream is closed.
+    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+/// Why a [`Config`] is refused by [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No address-book path.
+    #[error("address_book_path is empty")]
+    MissingAddressBookPath,
+    /// No listen address.
+    #[error("listen_addrs is empty")]
+    MissingListenAddrs,
+    /// A size or count that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The reconnect delays are in the wrong order.
+    #[error("reconnect_max_delay ({max:?}) is below reconnect_base_delay ({base:?})")]
+    ReconnectDelays {
+        /// Base delay.
+        base: Duration,
+        /// Maximum delay.
+        max: Duration,
+    },
+    /// A low watermark is not below its high watermark.
+    #[error("{what}: low watermark {low} must be below high watermark {high}")]
+    Watermarks {
+        /// Which pair.
+        what: &'static str,
+        /// Low watermark.
+        low: usize,
+        /// High watermark.
+        high: usize,
+    },
+    /// `max_message_size` would make frames longer than the 64 MiB v1 limit.
+    #[error("max_message_size {0} is above the protocol limit of {max}", max = Config::MAX_MESSAGE_SIZE_LIMIT)]
+    MessageSizeAboveProtocolLimit(usize),
+}
+
+/// Everything a [`Node`](crate::Node) needs. Build it with [`Config::new`] and the `with_*`
+/// setters; [`Node::new`](crate::Node::new) validates it.
+///
+/// Where Go Glueberry turns a zero into its default, this type says "unlimited" or
+/// "disabled" with `None`.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) keypair: ed25519::Keypair,
+    pub(crate) address_book_path: PathBuf,
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) reconnect_base_delay: Duration,
+    pub(crate) reconnect_max_delay: Duration,
+    pub(crate) reconnect_max_attempts: Option<u32>,
+    pub(crate) failed_handshake_cooldown: Duration,
+    pub(crate) event_buffer_size: usize,
+    pub(crate) message_buffer_size: usize,
+    pub(crate) high_watermark: usize,
+    pub(crate) low_watermark: usize,
+    pub(crate) backpressure: bool,
+    pub(crate) max_message_size: usize,
+    pub(crate) conn_low_watermark: usize,
+    pub(crate) conn_high_watermark: usize,
+    pub(crate) max_stream_name_length: Option<usize>,
+    pub(crate) max_metadata_size: Option<usize>,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) max_stream_failures: Option<u32>,
+    pub(crate) idle_connection_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("peer_id", &libp2p::PeerId::from_public_key(&self.keypair.public().into()))
+            .field("address_book_path", &self.address_book_path)
+            .field("listen_addrs", &self.listen_addrs)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("reconnect_base_delay", &self.reconnect_base_delay)
+            .field("reconnect_max_delay", &self.reconnect_max_delay)
+            .field("reconnect_max_attempts", &self.reconnect_max_attempts)
+            .field("failed_handshake_cooldown", &self.failed_handshake_cooldown)
+            .field("event_buffer_size", &self.event_buffer_size)
+            .field("message_buffer_size", &self.message_buffer_size)
+            .field("high_watermark", &self.high_watermark)
+            .field("low_watermark", &self.low_watermark)
+            .field("backpressure", &self.backpressure)
+            .field("max_message_size", &self.max_message_size)
+            .field("conn_low_watermark", &self.conn_low_watermark)
+            .field("conn_high_watermark", &self.conn_high_watermark)
+            .field("max_stream_name_length", &self.max_stream_name_length)
+            .field("max_metadata_size", &self.max_metadata_size)
+            .field("dial_timeout", &self.dial_timeout)
+            .field("max_stream_failures", &self.max_stream_failures)
+            .field("idle_connection_timeout", &self.idle_connection_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident, $field:ident: $ty:ty) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, $field: $ty) -> Self {
+            self.$field = $field;
+            self
+        }
+    };
+}
+
+impl Config {
+    /// The largest `max_message_size` the v1 frame allows: a 64 MiB frame minus the AEAD
+    /// overhead and the inner prefix.
+    pub const MAX_MESSAGE_SIZE_LIMIT: usize = MAX_FRAME_LEN - OVERHEAD - 4;
+
+    /// A configuration with the three required fields and every default.
+    ///
+    /// The Ed25519 `keypair` is both the libp2p identity (it gives the `PeerId`) and the
+    /// source of the X25519 key of the encryption layer. It is cloned, never zeroed in place.
+    pub fn new(
+        keypair: ed25519::Keypair,
+        address_book_path: impl Into<PathBuf>,
+        listen_addrs: Vec<Multiaddr>,
+    ) -> Self {
+        Self {
+            keypair,
+            address_book_path: address_book_path.into(),
+            listen_addrs,
+            handshake_timeout: Some(defaults::HANDSHAKE_TIMEOUT),
+            reconnect_base_delay: defaults::RECONNECT_BASE_DELAY,
+            reconnect_max_delay: defaults::RECONNECT_MAX_DELAY,
+            reconnect_max_attempts: Some(defaults::RECONNECT_MAX_ATTEMPTS),
+            failed_handshake_cooldown: defaults::FAILED_HANDSHAKE_COOLDOWN,
+            event_buffer_size: defaults::EVENT_BUFFER_SIZE,
+            message_buffer_size: defaults::MESSAGE_BUFFER_SIZE,
+            high_watermark: defaults::HIGH_WATERMARK,
+            low_watermark: defaults::LOW_WATERMARK,
+            backpressure: true,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            conn_low_watermark: defaults::CONN_LOW_WATERMARK,
+            conn_high_watermark: defaults::CONN_HIGH_WATERMARK,
+            max_stream_name_length: Some(defaults::MAX_STREAM_NAME_LENGTH),
+            max_metadata_size: Some(defaults::MAX_METADATA_SIZE),
+            dial_timeout: defaults::DIAL_TIMEOUT,
+            max_stream_failures: Some(defaults::MAX_STREAM_FAILURES),
+            idle_connection_timeout: defaults::IDLE_CONNECTION_TIMEOUT,
+        }
+    }
+
+    setter!(
+        /// Handshake timeout counted from Connected; `None` disables it. Default 30 s.
+        with_handshake_timeout, handshake_timeout: Option<Duration>);
+    setter!(
+        /// First reconnection delay. Default 1 s.
+        with_reconnect_base_delay, reconnect_base_delay: Duration);
+    setter!(
+        /// Longest reconnection delay. Default 5 min.
+        with_reconnect_max_delay, reconnect_max_delay: Duration);
+    setter!(
+        /// Reconnection attempts; `None` is unlimited. Default 10.
+        with_reconnect_max_attempts, reconnect_max_attempts: Option<u32>);
+    setter!(
+        /// Cooldown after a handshake timeout. Default 1 min.
+        with_failed_handshake_cooldown, failed_handshake_cooldown: Duration);
+    setter!(
+        /// Capacity of each event subscription. Default 100.
+        with_event_buffer_size, event_buffer_size: usize);
+    setter!(
+        /// Capacity of the shared incoming-message queue. When it is full, stream readers stop
+        /// reading and the muxer pushes back on the sender: nothing is dropped. Default 1000.
+        with_message_buffer_size, message_buffer_size: usize);
+    setter!(
+        /// Flow control high watermark, in queued messages per (peer, stream). Default 1000.
+        with_high_watermark, high_watermark: usize);
+    setter!(
+        /// Flow control low watermark, in queued messages per (peer, stream). Default 100.
+        with_low_watermark, low_watermark: usize);
+    setter!(
+        /// Enables flow control (default). Without it, sends still wait for queue room.
+        with_backpressure, backpressure: bool);
+    setter!(
+        /// Largest plaintext message in bytes, on send and on receive, for every stream.
+        /// Exactly this size is allowed. Default 1 MiB; at most
+        /// [`MAX_MESSAGE_SIZE_LIMIT`](Self::MAX_MESSAGE_SIZE_LIMIT).
+        with_max_message_size, max_message_size: usize);
+    setter!(
+        /// Connection-count low watermark. Default 100.
+        with_conn_low_watermark, conn_low_watermark: usize);
+    setter!(
+        /// Connection-count high watermark: the most established connections. Default 400.
+        with_conn_high_watermark, conn_high_watermark: usize);
+    setter!(
+        /// Longest stream name in bytes; `None` is unlimited. Default 64.
+        with_max_stream_name_length, max_stream_name_length: Option<usize>);
+    setter!(
+        /// Largest address-book metadata (sum of key and value bytes); `None` is unlimited.
+        /// Default 4096.
+        with_max_metadata_size, max_metadata_size: Option<usize>);
+    setter!(
+        /// Dial timeout of [`Node::connect`](crate::Node::connect). Default 30 s.
+        with_dial_timeout, dial_timeout: Duration);
+    setter!(
+        /// Bad frames (undecryptable bodies) tolerated on one stream before it is reset;
+        /// `None` never resets. A framing error always resets at once. Default 8.
+        with_max_stream_failures, max_stream_failures: Option<u32>);
+    setter!(
+        /// Idle time after which libp2p closes a connection that has no open stream.
+        /// Default 60 s.
+        with_idle_connection_timeout, idle_connection_timeout: Duration);
+
+    /// The node's Ed25519 identity.
+    pub fn keypair(&self) -> &ed25519::Keypair {
+        &self.keypair
+    }
+
+    /// The address-book path.
+    pub fn address_book_path(&self) -> &std::path::Path {
+        &self.address_book_path
+    }
+
+    /// The listen addresses.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// The largest plaintext message.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// The longest outer frame accepted on receive: a frame that carries an encrypted
+    /// `max_message_size` message. Checked before anything is allocated for a frame.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        codec::outer_len(self.max_message_size + OVERHEAD)
+    }
+
+    /// Checks every field; [`Node::new`](crate::Node::new) calls it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.address_book_path.as_os_str().is_empty() {
+            return Err(ConfigError::MissingAddressBookPath);
+        }
+        if self.listen_addrs.is_empty() {
+            return Err(ConfigError::MissingListenAddrs);
+        }
+        for (value, name) in [
+            (self.event_buffer_size, "event_buffer_size"),
+            (self.message_buffer_size, "message_buffer_size"),
+            (self.high_watermark, "high_watermark"),
+            (self.conn_high_watermark, "conn_high_watermark"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.dial_timeout.is_zero() {
+            return Err(ConfigError::Zero("dial_timeout"));
+        }
+        if self.reconnect_base_delay.is_zero() {
+            return Err(ConfigError::Zero("reconnect_base_delay"));
+        }
+        if self.reconnect_max_delay < self.reconnect_base_delay {
+            return Err(ConfigError::ReconnectDelays {
+                base: self.reconnect_base_delay,
+                max: self.reconnect_max_delay,
+            });
+        }
+        for (low, high, what) in [
+            (self.low_watermark, self.high_watermark, "flow control"),
+            (self.conn_low_watermark, self.conn_high_watermark, "connections"),
+        ] {
+            if low >= high {
+                return Err(ConfigError::Watermarks { what, low, high });
+            }
+        }
+        if self.max_message_size > Self::MAX_MESSAGE_SIZE_LIMIT {
+            return Err(ConfigError::MessageSizeAboveProtocolLimit(self.max_message_size));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        Config::new(
+            ed25519::Keypair::generate(),
+            "/tmp/book.json",
+            vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        )
+    }
+
+    #[test]
+    fn defaults_are_go_defaults() {
+        let c = base();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.handshake_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.reconnect_max_attempts, Some(10));
+        assert_eq!(c.max_message_size, 1 << 20);
+        assert_eq!((c.high_watermark, c.low_watermark), (1000, 100));
+        assert_eq!(c.max_stream_name_length, Some(64));
+    }
+
+    #[test]
+    fn validation_errors() {
+        assert_eq!(
+            Config::new(ed25519::Keypair::generate(), "", vec![]).validate(),
+            Err(ConfigError::MissingAddressBookPath)
+        );
+        assert_eq!(
+            Config::new(ed25519::Keypair::generate(), "x", vec![]).validate(),
+            Err(ConfigError::MissingListenAddrs)
+        );
+        assert_eq!(
+            base().with_low_watermark(1000).validate(),
+            Err(ConfigError::Watermarks { what: "flow control", low: 1000, high: 1000 })
+        );
+        assert!(matches!(
+            base().with_reconnect_max_delay(Duration::from_millis(1)).validate(),
+            Err(ConfigError::ReconnectDelays { .. })
+        ));
+        assert_eq!(
+            base().with_message_buffer_size(0).validate(),
+            Err(ConfigError::Zero("message_buffer_size"))
+        );
+        assert!(base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT).validate().is_ok());
+        assert!(base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT + 1).validate().is_err());
+        assert!(base().with_handshake_timeout(None).with_reconnect_max_attempts(None).validate().is_ok());
+    }
+
+    #[test]
+    fn frame_limit_fits_the_largest_message() {
+        let c = base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT);
+        assert!(c.max_frame_len() <= MAX_FRAME_LEN);
+        assert_eq!(base().max_frame_len(), (1 << 20) + 28 + 3);
+    }
+}

@@ -1,0 +1,428 @@
+//! The node handle: the public API. Cheap to clone; every method is safe from any number of
+//! tasks at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use libp2p::identity::{PublicKey, ed25519};
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{OnceCell, broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::crypto::{Cipher, LocalKey};
+use crate::driver::{COMMAND_BUFFER, Command, Driver};
+use crate::error::{Error, Result};
+use crate::event::{Filter, Subscription};
+use crate::message::Messages;
+use crate::peer::State;
+use crate::shared::{Shared, lock};
+use crate::stream::{self, Sessions};
+use crate::wire::{self, HANDSHAKE};
+
+/// A Glueberry node: a libp2p swarm driven by one task, the handshake stream, and encrypted
+/// named streams per peer.
+///
+/// `Node` is `Clone + Send + Sync`; clones share one node. Dropping every clone stops it, but
+/// only [`Node::shutdown`] waits for its tasks to end.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    messages: Messages,
+    peer_id: PeerId,
+    public_key: [u8; 32],
+    started: AtomicBool,
+    shutdown: OnceCell<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.token.cancel();
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.inner.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Builds a node from `config`. It does not listen until [`start`](Self::start).
+    ///
+    /// Must be called from inside a tokio runtime: it spawns the driver task.
+    pub fn new(config: Config) -> Result<Self> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let mut swarm = crate::behaviour::build_swarm(&config)?;
+        let control = swarm.behaviour_mut().stream.new_control();
+        let seed: [u8; 32] = config
+            .keypair
+            .secret()
+            .as_ref()
+            .try_into()
+            .expect("an Ed25519 seed is 32 bytes");
+        let local_key = LocalKey::from_ed25519_seed(&seed);
+        let public_key = config.keypair.public().to_bytes();
+        let peer_id = *swarm.local_peer_id();
+        let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
+        let (events_tx, _) = broadcast::channel(config.event_buffer_size);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
+        let shared = Arc::new(Shared {
+            config,
+            local_key,
+            control,
+            sessions: Sessions::default(),
+            states: Default::default(),
+            listen_addrs: Default::default(),
+            messages: messages_tx,
+            events: std::sync::Mutex::new(Some(events_tx)),
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let driver = Driver::new(swarm, shared.clone(), commands_rx);
+        shared.tracker.spawn_on(driver.run(), &runtime);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                commands: commands_tx,
+                messages: messages_rx,
+                peer_id,
+                public_key,
+                started: AtomicBool::new(false),
+                shutdown: OnceCell::new(),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.shared().token.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        if !self.inner.started.load(Ordering::Acquire) {
+            return Err(Error::NotStarted);
+        }
+        Ok(())
+    }
+
+    /// Sends a command to the driver and waits for its answer.
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+        let token = &self.shared().token;
+        if token.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        let (tx, rx) = oneshot::channel();
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => return Err(Error::Shutdown),
+            r = self.inner.commands.send(make(tx)) => r.map_err(|_| Error::Shutdown)?,
+        }
+        rx.await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// Listens on the configured addresses and accepts handshake streams. Returns once every
+    /// listener is bound, with the bound addresses.
+    pub async fn start(&self) -> Result<Vec<Multiaddr>> {
+        if self.shared().token.is_cancelled() {
+            return Err(Error::Shutdown);
+        }
+        if self.inner.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted);
+        }
+        let r = self.request(|reply| Command::Start { reply }).await;
+        if r.is_err() {
+            self.inner.started.store(false, Ordering::Release);
+        }
+        r
+    }
+
+    /// Stops the node: closes every connection (subscribers see `Disconnected` with reason
+    /// `Shutdown`), ends every task it started and returns when they have all ended. Later
+    /// calls fail with [`Error::Shutdown`]; the message queue and subscriptions end once read.
+    ///
+    /// Idempotent and safe from many tasks at once: one performs the teardown, the others wait
+    /// for it.
+    pub async fn shutdown(&self) {
+        let shared = self.shared().clone();
+        self.inner
+            .shutdown
+            .get_or_init(|| async move {
+                shared.token.cancel();
+                shared.tracker.close();
+                shared.tracker.wait().await;
+                shared.messages.close();
+                lock(&shared.events).take();
+                tracing::info!("node shut down");
+            })
+            .await;
+    }
+
+    /// This node's `PeerId`.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    /// This node's Ed25519 public key (what peers pass to [`prepare_streams`](Self::prepare_streams)).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.inner.public_key
+    }
+
+    /// The addresses the node listens on, with ports resolved.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        lock(&self.shared().listen_addrs).clone()
+    }
+
+    /// Adds `peer` to the address book (or replaces its addresses and metadata), so that
+    /// [`connect`](Self::connect) can dial it.
+    pub async fn add_peer(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        metadata: HashMap<String, String>,
+    ) -> Result<()> {
+        if let Some(max) = self.shared().config.max_metadata_size {
+            let size: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if size > max {
+                return Err(Error::MetadataTooLarge { size, max });
+            }
+        }
+        self.request(|reply| Command::AddPeer {
+            peer,
+            addrs,
+            metadata,
+            reply,
+        })
+        .await
+    }
+
+    /// Dials a peer of the address book and returns once connected (state Connected), or with
+    /// the dial error. Returns at once if the peer is already connected.
+    pub async fn connect(&self, peer: PeerId) -> Result<()> {
+        self.check_running()?;
+        let timeout = self.shared().config.dial_timeout;
+        match tokio::time::timeout(timeout, self.request(|reply| Command::Connect { peer, reply })).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Dial {
+                peer,
+                reason: format!("timed out after {timeout:?}"),
+            }),
+        }
+    }
+
+    /// Closes every connection to `peer`. Subscribers see `Disconnected` with reason
+    /// `LocalRequest` once the connections are closed.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<()> {
+        self.check_running()?;
+        self.request(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// The peer's state; `Disconnected` for peers the node does not know.
+    pub fn connection_state(&self, peer: &PeerId) -> State {
+        lock(&self.shared().states)
+            .get(peer)
+            .map_or(State::Disconnected, |(s, _)| *s)
+    }
+
+    /// Whether the connection to `peer` was dialled by this node; `None` when not connected.
+    pub fn is_outbound(&self, peer: &PeerId) -> Option<bool> {
+        lock(&self.shared().states).get(peer).and_then(|(_, o)| *o)
+    }
+
+    /// The shared queue of received messages, every peer and stream (handshake included).
+    /// Clone it freely: each message goes to exactly one receiver.
+    pub fn messages(&self) -> Messages {
+        self.inner.messages.clone()
+    }
+
+    /// Subscribes to every event.
+    pub fn subscribe_events(&self) -> Subscription {
+        self.subscribe_filtered(Filter::all())
+    }
+
+    /// Subscribes to the events that pass `filter`.
+    pub fn subscribe_filtered(&self, filter: Filter) -> Subscription {
+        let rx = match lock(&self.shared().events).as_ref() {
+            Some(tx) => tx.subscribe(),
+            // Shut down: a subscription that is closed at once.
+            None => broadcast::channel(1).1,
+        };
+        Subscription::new(rx, filter)
+    }
+
+    /// First phase of the handshake: checks that `peer_public_key` (Ed25519, 32 bytes) belongs
+    /// to `peer`, derives the stream key, and accepts the peer's inbound streams of `names`.
+    /// From here on, sending and receiving on those streams works. Calling it again adds names.
+    pub async fn prepare_streams<S: AsRef<str>>(
+        &self,
+        peer: PeerId,
+        peer_public_key: &[u8],
+        names: &[S],
+    ) -> Result<()> {
+        self.check_running()?;
+        if names.is_empty() {
+            return Err(Error::NoStreams);
+        }
+        let max = self.shared().config.max_stream_name_length;
+        let mut owned = Vec::with_capacity(names.len());
+        for n in names {
+            let n = n.as_ref();
+            wire::protocol::validate_encrypted_name(n, max).map_err(|reason| Error::InvalidStreamName {
+                name: n.to_owned(),
+                reason,
+            })?;
+            owned.push(n.to_owned());
+        }
+        let key = ed25519::PublicKey::try_from_bytes(peer_public_key).map_err(|_| {
+            Error::InvalidPublicKey {
+                peer,
+                reason: crate::crypto::x25519_public_from_ed25519(peer_public_key)
+                    .err()
+                    .unwrap_or(crate::crypto::KeyError::NotACurvePoint),
+            }
+        })?;
+        let actual = PeerId::from_public_key(&PublicKey::from(key));
+        if actual != peer {
+            return Err(Error::PublicKeyMismatch { peer, actual });
+        }
+        let stream_key = self
+            .shared()
+            .local_key
+            .stream_key(peer_public_key)
+            .map_err(|reason| Error::InvalidPublicKey { peer, reason })?;
+        let cipher = Arc::new(Cipher::new(&stream_key));
+        self.request(|reply| Command::Prepare {
+            peer,
+            cipher,
+            names: owned,
+            reply,
+        })
+        .await
+    }
+
+    /// Second phase of the handshake: the peer is Established. Call it once the peer has said
+    /// it prepared its streams. Closes the handshake stream (after what is queued on it).
+    pub async fn finalize_handshake(&self, peer: PeerId) -> Result<()> {
+        self.check_running()?;
+        self.request(|reply| Command::Finalize { peer, reply }).await
+    }
+
+    /// [`prepare_streams`](Self::prepare_streams) then [`finalize_handshake`](Self::finalize_handshake).
+    pub async fn complete_handshake<S: AsRef<str>>(
+        &self,
+        peer: PeerId,
+        peer_public_key: &[u8],
+        names: &[S],
+    ) -> Result<()> {
+        self.prepare_streams(peer, peer_public_key, names).await?;
+        self.finalize_handshake(peer).await
+    }
+
+    /// Sends `data` to `peer` on stream `stream` (`"handshake"` for the unencrypted handshake
+    /// stream). Returns once the message is queued on the stream's writer; waits while the
+    /// queue is full (backpressure). Opens the stream if it is the first message on it.
+    pub async fn send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
+        self.send_inner(peer, stream, data.into(), None).await
+    }
+
+    /// [`send`](Self::send), giving up with [`Error::Timeout`] (retriable) if the message is
+    /// not queued within `timeout`.
+    pub async fn send_timeout(
+        &self,
+        peer: PeerId,
+        stream: &str,
+        data: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.send_inner(peer, stream, data.into(), Some(Instant::now() + timeout))
+            .await
+    }
+
+    async fn send_inner(
+        &self,
+        peer: PeerId,
+        name: &str,
+        data: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        self.check_running()?;
+        if name != HANDSHAKE {
+            wire::protocol::validate_name(name, self.shared().config.max_stream_name_length)
+                .map_err(|reason| Error::InvalidStreamName {
+                    name: name.to_owned(),
+                    reason,
+                })?;
+        }
+        let max = self.shared().config.max_message_size;
+        if data.len() > max {
+            return Err(Error::MessageTooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        let len = data.len();
+        let queue = self.queue(peer, name, data);
+        let token = &self.shared().token;
+        let r = tokio::select! {
+            biased;
+            _ = token.cancelled() => Err(Error::Shutdown),
+            r = async {
+                match deadline {
+                    None => queue.await,
+                    Some(d) => tokio::time::timeout_at(d, queue).await.unwrap_or_else(|_| {
+                        Err(Error::Timeout { peer, stream: name.to_owned() })
+                    }),
+                }
+            } => r,
+        };
+        if r.is_ok() {
+            metrics::counter!("glueberry_messages_sent_total").increment(1);
+            metrics::counter!("glueberry_bytes_sent_total").increment(len as u64);
+        }
+        r
+    }
+
+    /// Queues `data` on the writer of (peer, name), opening the stream first if needed. If the
+    /// writer turns out to be gone (its stream closed), tries once more on a fresh stream: the
+    /// message was not queued, so nothing is sent twice.
+    async fn queue(&self, peer: PeerId, name: &str, data: Bytes) -> Result<()> {
+        let shared = self.shared();
+        let mut data = data;
+        for attempt in 0..2 {
+            let route = shared.sessions.route(&peer, name)?;
+            let writer = route
+                .slot
+                .cell
+                .get_or_try_init(|| stream::open(shared, peer, &route))
+                .await?
+                .clone();
+            match writer.tx.send(data).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(back)) => {
+                    shared.sessions.invalidate(&peer, &route.name, &route.slot);
+                    data = back;
+                    tracing::debug!(%peer, stream = name, attempt, "writer gone, reopening");
+                }
+            }
+        }
+        Err(Error::StreamClosed {
+            peer,
+            stream: name.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,60 @@
+//! State shared by the node handle, the driver and the stream tasks.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::crypto::LocalKey;
+use crate::event::Event;
+use crate::message::IncomingMessage;
+use crate::peer::State;
+use crate::stream::Sessions;
+
+/// What every task of one node can reach. Each field has one writer, named in its doc.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) local_key: LocalKey,
+    /// Opens outbound streams; cloned by each opener.
+    pub(crate) control: libp2p_stream::Control,
+    /// Per-peer streams and keys. Entries are added and removed by the driver only (on the
+    /// first connection up, on the last connection down); stream slots inside are added by
+    /// senders and accept loops.
+    pub(crate) sessions: Sessions,
+    /// Read-only view of the peers' states. Written by the driver only.
+    pub(crate) states: Mutex<HashMap<PeerId, (State, Option<bool>)>>,
+    /// Bound listen addresses. Written by the driver only.
+    pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
+    /// Decoded messages, to the application. Readers wait when it is full.
+    pub(crate) messages: async_channel::Sender<IncomingMessage>,
+    /// Event fan-out; `None` once shut down, so that subscriptions end.
+    pub(crate) events: Mutex<Option<broadcast::Sender<Event>>>,
+    /// Root of every task's cancellation.
+    pub(crate) token: CancellationToken,
+    /// Every task the node starts.
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    /// Sends `event` to every subscription; never waits.
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(tx) = lock(&self.events).as_ref() {
+            // An error only means there is no subscriber right now.
+            let _ = tx.send(event);
+        }
+    }
+
+    /// The limit on one outer frame.
+    pub(crate) fn max_frame_len(&self) -> usize {
+        self.config.max_frame_len()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: no critical section here can leave state half-written.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

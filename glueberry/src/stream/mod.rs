@@ -1,0 +1,293 @@
+//! Per-peer streams: which names are prepared, the stream key, and one writer per name.
+//!
+//! Each libp2p stream gets a reader task, and the stream a node writes on for a (peer, name)
+//! also gets a writer task that alone owns the write half. Senders only queue messages for the
+//! writer, so frames of concurrent senders never interleave, and reading goes on while a write
+//! waits for the muxer.
+
+mod reader;
+mod writer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::AsyncReadExt as _;
+use libp2p::{PeerId, Stream};
+use tokio::sync::{OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::crypto::Cipher;
+use crate::error::Error;
+use crate::shared::{Shared, lock};
+use crate::wire::{self, HANDSHAKE};
+
+/// Most streams read at once for one (peer, name). Two arise when both sides open the same
+/// name at once; more is a peer misbehaving.
+const MAX_STREAMS_PER_NAME: usize = 4;
+
+/// The write side of one (peer, name): a bounded queue to its writer task.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    pub(crate) tx: mpsc::Sender<Bytes>,
+}
+
+/// The writer of one (peer, name), set once by whoever gets a stream first: the first sender
+/// (opening an outbound stream) or the accept loop (adopting an inbound one).
+#[derive(Default, Debug)]
+pub(crate) struct Slot {
+    pub(crate) cell: OnceCell<Writer>,
+}
+
+struct Session {
+    token: CancellationToken,
+    cipher: Option<Arc<Cipher>>,
+    prepared: HashSet<Arc<str>>,
+    slots: HashMap<Arc<str>, Arc<Slot>>,
+    readers: HashMap<Arc<str>, usize>,
+}
+
+/// What a sender needs to reach the writer of a (peer, name).
+pub(crate) struct Route {
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) name: Arc<str>,
+    pub(crate) cipher: Option<Arc<Cipher>>,
+    pub(crate) token: CancellationToken,
+}
+
+/// The sessions of every connected peer.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    inner: Mutex<HashMap<PeerId, Session>>,
+}
+
+impl Sessions {
+    /// The driver saw the first connection to `peer`.
+    pub(crate) fn open(&self, peer: PeerId, parent: &CancellationToken) {
+        lock(&self.inner).entry(peer).or_insert_with(|| Session {
+            token: parent.child_token(),
+            cipher: None,
+            prepared: HashSet::new(),
+            slots: HashMap::new(),
+            readers: HashMap::new(),
+        });
+    }
+
+    /// The driver saw the last connection to `peer` close: every stream task of the peer ends
+    /// and its key is dropped.
+    pub(crate) fn close(&self, peer: &PeerId) {
+        if let Some(s) = lock(&self.inner).remove(peer) {
+            s.token.cancel();
+        }
+    }
+
+    /// Installs the stream key and allows `names` for the peer. Returns false if the peer has
+    /// no session (not connected).
+    pub(crate) fn prepare(&self, peer: &PeerId, cipher: Arc<Cipher>, names: &[String]) -> bool {
+        let mut map = lock(&self.inner);
+        let Some(s) = map.get_mut(peer) else {
+            return false;
+        };
+        s.cipher = Some(cipher);
+        s.prepared.extend(names.iter().map(|n| Arc::<str>::from(n.as_str())));
+        true
+    }
+
+    /// Forgets the writer of `name` so that its stream is closed once its queue drains.
+    pub(crate) fn drop_writer(&self, peer: &PeerId, name: &str) {
+        if let Some(s) = lock(&self.inner).get_mut(peer) {
+            s.slots.remove(name);
+        }
+    }
+
+    /// The route for sending to `peer` on `name`, creating an empty slot if needed.
+    pub(crate) fn route(&self, peer: &PeerId, name: &str) -> Result<Route, Error> {
+        let mut map = lock(&self.inner);
+        let s = map.get_mut(peer).ok_or(Error::NotConnected(*peer))?;
+        let cipher = if name == HANDSHAKE {
+            None
+        } else {
+            let prepared = s.prepared.get(name).filter(|_| s.cipher.is_some());
+            if prepared.is_none() {
+                return Err(Error::StreamNotPrepared {
+                    peer: *peer,
+                    stream: name.to_owned(),
+                });
+            }
+            s.cipher.clone()
+        };
+        let slot = match s.slots.get(name) {
+            Some(slot) => slot.clone(),
+            None => {
+                let slot = Arc::new(Slot::default());
+                s.slots.insert(name.into(), slot.clone());
+                slot
+            }
+        };
+        Ok(Route {
+            slot,
+            name: s.prepared.get(name).cloned().unwrap_or_else(|| name.into()),
+            cipher,
+            token: s.token.clone(),
+        })
+    }
+
+    /// Removes `slot` if it is still the writer of (peer, name): its stream is gone, and the
+    /// next send opens a new one.
+    pub(crate) fn invalidate(&self, peer: &PeerId, name: &str, slot: &Arc<Slot>) {
+        if let Some(s) = lock(&self.inner).get_mut(peer)
+            && s.slots.get(name).is_some_and(|cur| Arc::ptr_eq(cur, slot))
+        {
+            s.slots.remove(name);
+        }
+    }
+
+    fn reader_ended(&self, peer: &PeerId, name: &str) {
+        if let Some(s) = lock(&self.inner).get_mut(peer)
+            && let Some(n) = s.readers.get_mut(name)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.readers.remove(name);
+            }
+        }
+    }
+}
+
+/// Why an inbound stream was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotConnected,
+    NotPrepared,
+    TooMany,
+}
+
+/// Takes an inbound stream from an accept loop: starts its reader and, if (peer, name) has no
+/// writer yet, makes it the writer too (so both sides use one stream, as in Go).
+pub(crate) fn accept_inbound(shared: &Arc<Shared>, peer: PeerId, name: &str, stream: Stream) {
+    let outcome = {
+        let mut map = lock(&shared.sessions.inner);
+        match map.get_mut(&peer) {
+            None => Err(Refusal::NotConnected),
+            Some(s) => {
+                let cipher = if name == HANDSHAKE {
+                    Ok(None)
+                } else {
+                    match (s.prepared.contains(name), &s.cipher) {
+                        (true, Some(c)) => Ok(Some(c.clone())),
+                        _ => Err(Refusal::NotPrepared),
+                    }
+                };
+                match cipher {
+                    Err(r) => Err(r),
+                    Ok(_) if s.readers.get(name).copied().unwrap_or(0) >= MAX_STREAMS_PER_NAME => {
+                        Err(Refusal::TooMany)
+                    }
+                    Ok(cipher) => {
+                        let name: Arc<str> = s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
+                        *s.readers.entry(name.clone()).or_default() += 1;
+                        let slot = s.slots.entry(name.clone()).or_default().clone();
+                        Ok((name, cipher, s.token.clone(), slot))
+                    }
+                }
+            }
+        }
+    };
+    match outcome {
+        Err(refusal) => {
+            tracing::debug!(%peer, stream = name, ?refusal, "inbound stream refused");
+            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+            // Dropping the stream resets it.
+        }
+        Ok((name, cipher, token, slot)) => {
+            spawn(shared, peer, name, cipher, stream, token, slot, false);
+        }
+    }
+}
+
+/// Opens an outbound stream for (peer, name) and starts its reader and writer.
+pub(crate) async fn open(shared: &Arc<Shared>, peer: PeerId, route: &Route) -> Result<Writer, Error> {
+    let mut control = shared.control.clone();
+    let protocol = wire::protocol_id(&route.name);
+    let opened = tokio::select! {
+        _ = route.token.cancelled() => return Err(Error::NotConnected(peer)),
+        r = tokio::time::timeout(shared.config.dial_timeout, control.open_stream(peer, protocol)) => r,
+    };
+    let err = |reason: String| Error::OpenStream {
+        peer,
+        stream: route.name.to_string(),
+        reason,
+    };
+    let stream = match opened {
+        Err(_) => return Err(err("timed out".into())),
+        Ok(Err(e)) => return Err(err(e.to_string())),
+        Ok(Ok(s)) => s,
+    };
+    {
+        let mut map = lock(&shared.sessions.inner);
+        match map.get_mut(&peer) {
+            Some(s) => *s.readers.entry(route.name.clone()).or_default() += 1,
+            None => return Err(Error::NotConnected(peer)),
+        }
+    }
+    spawn(
+        shared,
+        peer,
+        route.name.clone(),
+        route.cipher.clone(),
+        stream,
+        route.token.clone(),
+        route.slot.clone(),
+        true,
+    )
+    .ok_or_else(|| err("stream closed at once".into()))
+}
+
+/// Starts the tasks of one stream. An `opened` stream is always the writer of `slot` (the
+/// opener sets the slot); an inbound one becomes the writer only if the slot is still empty.
+/// Returns the writer, if this stream has one.
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    name: Arc<str>,
+    cipher: Option<Arc<Cipher>>,
+    stream: Stream,
+    session: CancellationToken,
+    slot: Arc<Slot>,
+    opened: bool,
+) -> Option<Writer> {
+    let token = session.child_token();
+    let (read, write) = stream.split();
+    let (tx, rx) = mpsc::channel(shared.config.high_watermark);
+    let w = Writer { tx };
+    let is_writer = opened || slot.cell.set(w.clone()).is_ok();
+    tracing::debug!(%peer, stream = &*name, opened, is_writer, "stream started");
+    let idle_write = if is_writer {
+        shared.tracker.spawn(writer::run(
+            shared.clone(),
+            peer,
+            name.clone(),
+            cipher.clone(),
+            write,
+            rx,
+            token.clone(),
+            slot.clone(),
+        ));
+        None
+    } else {
+        // Read-only: keep the write half open (closing it would make a Go peer drop the stream).
+        Some(write)
+    };
+    shared.tracker.spawn(reader::run(
+        shared.clone(),
+        peer,
+        name,
+        cipher,
+        read,
+        token,
+        is_writer.then_some(slot),
+        idle_write,
+    ));
+    is_writer.then_some(w)
+}

@@ -1,0 +1,132 @@
+//! The reader task of one stream: frames in, decrypted messages out to the shared queue.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::StreamExt as _;
+use futures::io::{ReadHalf, WriteHalf};
+use libp2p::{PeerId, Stream};
+use tokio_util::codec::FramedRead;
+use tokio_util::compat::FuturesAsyncReadCompatExt as _;
+use tokio_util::sync::CancellationToken;
+
+use super::Slot;
+use crate::crypto::Cipher;
+use crate::event::{Event, StreamFault};
+use crate::message::IncomingMessage;
+use crate::shared::Shared;
+use crate::wire::Decoder;
+
+/// Why a reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The remote closed its side.
+    Eof,
+    /// The node or the peer's session ended, or the writer reset the stream.
+    Cancelled,
+    /// The peer broke the framing or sent too many bad bodies: the stream is reset.
+    Reset,
+    /// The message queue closed (shutdown).
+    QueueClosed,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    peer: PeerId,
+    name: Arc<str>,
+    cipher: Option<Arc<Cipher>>,
+    read: ReadHalf<Stream>,
+    token: CancellationToken,
+    slot: Option<Arc<Slot>>,
+    idle_write: Option<WriteHalf<Stream>>,
+) {
+    let mut frames = FramedRead::new(read.compat(), Decoder::new(shared.max_frame_len()));
+    let max = shared.config.max_message_size;
+    let mut failures: u32 = 0;
+    let end = loop {
+        let item = tokio::select! {
+            biased;
+            _ = token.cancelled() => break End::Cancelled,
+            item = frames.next() => item,
+        };
+        let mut body = match item {
+            None => break End::Eof,
+            Some(Err(e)) => {
+                fault(&shared, peer, &name, e.to_string(), true);
+                break End::Reset;
+            }
+            Some(Ok(body)) => body,
+        };
+        let data = match &cipher {
+            None => body.freeze(),
+            Some(c) => match c.open_in_place(&mut body) {
+                Ok(range) => body.freeze().slice(range),
+                Err(e) => {
+                    metrics::counter!("glueberry_decryption_errors_total").increment(1);
+                    failures += 1;
+                    if too_many(&shared, failures) {
+                        fault(&shared, peer, &name, e.to_string(), true);
+                        break End::Reset;
+                    }
+                    fault(&shared, peer, &name, e.to_string(), false);
+                    continue;
+                }
+            },
+        };
+        if data.len() > max {
+            failures += 1;
+            let error = format!("message of {} bytes exceeds the maximum of {max}", data.len());
+            if too_many(&shared, failures) {
+                fault(&shared, peer, &name, error, true);
+                break End::Reset;
+            }
+            fault(&shared, peer, &name, error, false);
+            continue;
+        }
+        let msg = IncomingMessage {
+            peer,
+            stream: name.clone(),
+            data,
+            received_at: SystemTime::now(),
+        };
+        // Waiting here is the backpressure: while the queue is full this stream is not read,
+        // and the muxer's window stops the sender.
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break End::Cancelled,
+            r = shared.messages.send(msg) => if r.is_err() { break End::QueueClosed },
+        }
+    };
+    tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
+    if end == End::Reset {
+        // Stops the writer too; dropping both halves resets the stream.
+        token.cancel();
+    }
+    if let Some(slot) = slot {
+        // The stream we write on is gone or half-closed: the next send opens a new one.
+        shared.sessions.invalidate(&peer, &name, &slot);
+    }
+    shared.sessions.reader_ended(&peer, &name);
+    drop(idle_write);
+}
+
+fn too_many(shared: &Shared, failures: u32) -> bool {
+    shared
+        .config
+        .max_stream_failures
+        .is_some_and(|max| failures >= max)
+}
+
+fn fault(shared: &Shared, peer: PeerId, stream: &str, error: String, reset: bool) {
+    tracing::warn!(%peer, stream, %error, reset, "bad frame from peer");
+    metrics::counter!("glueberry_stream_faults_total", "reset" => if reset { "true" } else { "false" })
+        .increment(1);
+    shared.emit(Event::StreamFault(StreamFault {
+        peer,
+        stream: stream.to_owned(),
+        error,
+        reset,
+        at: SystemTime::now(),
+    }));
+}

@@ -1,0 +1,107 @@
+//! The writer task of one stream: the only owner of its write half.
+//!
+//! It takes queued messages, encrypts each straight into one buffer (coalescing whatever is
+//! queued, up to [`COALESCE`] bytes) and writes the buffer with one write and one flush.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::AsyncWriteExt as _;
+use futures::io::WriteHalf;
+use libp2p::{PeerId, Stream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Slot;
+use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
+use crate::shared::Shared;
+use crate::wire::codec;
+
+/// Bytes of queued frames gathered into one write.
+pub(crate) const COALESCE: usize = 64 * 1024;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    peer: PeerId,
+    name: Arc<str>,
+    cipher: Option<Arc<Cipher>>,
+    mut write: WriteHalf<Stream>,
+    mut rx: mpsc::Receiver<Bytes>,
+    token: CancellationToken,
+    slot: Arc<Slot>,
+) {
+    let mut buf = BytesMut::with_capacity(COALESCE);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            m = rx.recv() => m,
+        };
+        let Some(first) = first else {
+            // Every sender is gone (the slot was dropped): close our side cleanly.
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => {}
+                _ = write.close() => {}
+            }
+            break;
+        };
+        let mut count = 1u64;
+        encode(&mut buf, &first, cipher.as_deref());
+        while buf.len() < COALESCE {
+            match rx.try_recv() {
+                Ok(m) => {
+                    encode(&mut buf, &m, cipher.as_deref());
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let written = tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            r = async { write.write_all(&buf).await?; write.flush().await } => r,
+        };
+        if let Err(e) = written {
+            tracing::debug!(%peer, stream = &*name, error = %e, "stream write failed");
+            shared.sessions.invalidate(&peer, &name, &slot);
+            break;
+        }
+        metrics::counter!("glueberry_frames_written_total").increment(count);
+        if buf.capacity() > 4 * COALESCE {
+            buf = BytesMut::with_capacity(COALESCE);
+        } else {
+            buf.clear();
+        }
+    }
+    // Whatever is still queued cannot be written any more: count it.
+    rx.close();
+    let mut lost = 0u64;
+    while rx.try_recv().is_ok() {
+        lost += 1;
+    }
+    if lost > 0 {
+        tracing::warn!(%peer, stream = &*name, lost, "queued messages lost: stream closed");
+        metrics::counter!("glueberry_messages_dropped_total", "cause" => "stream_closed")
+            .increment(lost);
+    }
+}
+
+/// Appends one frame for `data` to `buf`: plain, or sealed with a random nonce.
+pub(crate) fn encode(buf: &mut BytesMut, data: &[u8], cipher: Option<&Cipher>) {
+    match cipher {
+        None => {
+            codec::put_header(data.len(), buf);
+            buf.extend_from_slice(data);
+        }
+        Some(c) => {
+            codec::put_header(data.len() + OVERHEAD, buf);
+            let start = buf.len();
+            buf.extend_from_slice(&[0u8; NONCE_LEN]);
+            buf.extend_from_slice(data);
+            let tag = c.seal_in_place(&mut buf[start..]);
+            buf.extend_from_slice(&tag);
+        }
+    }
+}
