@@ -80,10 +80,18 @@ struct Starting {
     reply: Reply<Vec<Multiaddr>>,
 }
 
+/// An inbound stream that arrived before its peer's session: (peer, name, stream).
+type Orphan = (PeerId, String, libp2p::Stream);
+
+/// Capacity of the channel of early inbound streams from accept loops to the driver.
+const ORPHAN_BUFFER: usize = 64;
+
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
+    orphans: mpsc::Receiver<Orphan>,
+    orphans_tx: mpsc::Sender<Orphan>,
     peers: HashMap<PeerId, Peer>,
     starting: Option<Starting>,
     accepting: HashSet<String>,
@@ -95,10 +103,13 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
+        let (orphans_tx, orphans) = mpsc::channel(ORPHAN_BUFFER);
         Self {
             swarm,
             shared,
             commands,
+            orphans,
+            orphans_tx,
             peers: HashMap::new(),
             starting: None,
             accepting: HashSet::new(),
@@ -116,6 +127,7 @@ impl Driver {
                     None => { token.cancel(); break }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some((peer, name, stream)) = self.orphans.recv() => self.on_orphan(peer, &name, stream),
             }
         }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -334,7 +346,10 @@ impl Driver {
                 self.accepting.insert(name.to_owned());
                 let shared = self.shared.clone();
                 let name = name.to_owned();
-                self.shared.tracker.spawn(accept_loop(shared, name, incoming));
+                let orphans = self.orphans_tx.clone();
+                self.shared
+                    .tracker
+                    .spawn(accept_loop(shared, name, incoming, orphans));
             }
             Err(e) => tracing::error!(stream = name, error = %e, "cannot accept streams"),
         }
@@ -417,6 +432,19 @@ impl Driver {
         }
     }
 
+    /// An inbound stream came before the driver saw its connection: if the peer is connected,
+    /// open its session now (the `ConnectionEstablished` event is on its way).
+    fn on_orphan(&mut self, peer: PeerId, name: &str, s: libp2p::Stream) {
+        if self.swarm.is_connected(&peer) {
+            self.shared.sessions.open(peer, &self.shared.token);
+            if stream::accept_inbound(&self.shared, peer, name, s).is_none() {
+                return;
+            }
+        }
+        tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
+        metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+    }
+
     fn listener_ready(&mut self, id: ListenerId, error: Option<String>) {
         let Some(starting) = self.starting.as_mut() else {
             return;
@@ -441,7 +469,12 @@ impl Driver {
 
 /// The accept loop of one protocol: always polling, because libp2p-stream drops inbound
 /// streams that find its one-slot queue full. It only hands each stream on; it never waits.
-async fn accept_loop(shared: Arc<Shared>, name: String, mut incoming: libp2p_stream::IncomingStreams) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    name: String,
+    mut incoming: libp2p_stream::IncomingStreams,
+    orphans: mpsc::Sender<Orphan>,
+) {
     let token = shared.token.clone();
     loop {
         let next = tokio::select! {
@@ -450,7 +483,13 @@ async fn accept_loop(shared: Arc<Shared>, name: String, mut incoming: libp2p_str
             next = incoming.next() => next,
         };
         let Some((peer, s)) = next else { break };
-        stream::accept_inbound(&shared, peer, &name, s);
+        if let Some(s) = stream::accept_inbound(&shared, peer, &name, s) {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                _ = orphans.send((peer, name.clone(), s)) => {}
+            }
+        }
     }
 }
 

@@ -1,1 +1,263 @@
+//! Helpers for multi-node tests: nodes on loopback, the byte-tag handshake of the Go
+//! examples, and a raw libp2p peer that can send anything.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use glueberry::identity::ed25519;
+use glueberry::{Config, Event, IncomingMessage, Multiaddr, Node, PeerId, State, Subscription};
+use libp2p::StreamProtocol;
+
+/// Liveness bound for any single wait in a test (a hang becomes a failure, never a pass).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Handshake tags of the Go examples.
+pub const HELLO: u8 = 1;
+/// PubKey tag: followed by the 32-byte Ed25519 key.
+pub const PUBKEY: u8 = 2;
+/// Complete tag.
+pub const COMPLETE: u8 = 3;
+
+/// Which transport a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP + Noise + yamux.
+    Tcp,
+    /// QUIC v1.
+    Quic,
+}
+
+impl Transport {
+    /// A loopback listen address with a free port.
+    pub fn listen_addr(self) -> Multiaddr {
+        match self {
+            Transport::Tcp => "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            Transport::Quic => "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+        }
+    }
+}
+
+/// A config listening on loopback, with an address book in a fresh temporary path.
+pub fn config(t: Transport) -> Config {
+    let dir = std::env::temp_dir().join(format!(
+        "glueberry-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    Config::new(ed25519::Keypair::generate(), dir.join("book.json"), vec![t.listen_addr()])
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A started node.
+pub async fn started(config: Config) -> Node {
+    init_tracing();
+    let node = Node::new(config).expect("node");
+    node.start().await.expect("start");
+    node
+}
+
+/// `a` adds `b` to its book and dials it.
+pub async fn connect(a: &Node, b: &Node) {
+    a.add_peer(b.peer_id(), b.listen_addrs(), HashMap::new())
+        .await
+        .unwrap();
+    a.connect(b.peer_id()).await.expect("connect");
+}
+
+/// Waits for a value with the liveness bound.
+pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f).await.expect("timed out")
+}
+
+/// The byte-tag handshake (1 Hello, 2 PubKey + key, 3 Complete) with one peer. Returns the
+/// non-handshake messages that arrived meanwhile, oldest first.
+pub async fn handshake(node: &Node, peer: PeerId, dialer: bool, streams: &[&str]) -> Vec<IncomingMessage> {
+    let messages = node.messages();
+    let mut early = Vec::new();
+    let mut sent_hello = false;
+    if dialer {
+        node.send(peer, "handshake", vec![HELLO]).await.unwrap();
+        sent_hello = true;
+    }
+    loop {
+        let msg = within(messages.recv()).await.expect("message queue open");
+        if &*msg.stream != "handshake" {
+            early.push(msg);
+            continue;
+        }
+        assert_eq!(msg.peer, peer);
+        match msg.data.first() {
+            Some(&HELLO) => {
+                if !sent_hello {
+                    node.send(peer, "handshake", vec![HELLO]).await.unwrap();
+                    sent_hello = true;
+                }
+                let mut m = vec![PUBKEY];
+                m.extend_from_slice(&node.public_key());
+                node.send(peer, "handshake", m).await.unwrap();
+            }
+            Some(&PUBKEY) => {
+                assert_eq!(msg.data.len(), 33);
+                node.prepare_streams(peer, &msg.data[1..], streams).await.unwrap();
+                node.send(peer, "handshake", vec![COMPLETE]).await.unwrap();
+            }
+            Some(&COMPLETE) => {
+                node.finalize_handshake(peer).await.unwrap();
+                return early;
+            }
+            other => panic!("unexpected handshake message {other:?}"),
+        }
+    }
+}
+
+/// Two started nodes, `a` dialling `b`, both Established with `streams` prepared.
+/// Returns the messages that arrived during the handshake at `a` and at `b`.
+pub async fn established_pair(
+    a_config: Config,
+    b_config: Config,
+    streams: &[&str],
+) -> (Node, Node, Vec<IncomingMessage>, Vec<IncomingMessage>) {
+    let a = started(a_config).await;
+    let b = started(b_config).await;
+    connect(&a, &b).await;
+    let (ea, eb) = tokio::join!(
+        handshake(&a, b.peer_id(), true, streams),
+        handshake(&b, a.peer_id(), false, streams)
+    );
+    assert_eq!(a.connection_state(&b.peer_id()), State::Established);
+    assert_eq!(b.connection_state(&a.peer_id()), State::Established);
+    (a, b, ea, eb)
+}
+
+/// Waits for the next event about `peer` entering `state`.
+pub async fn wait_state(sub: &mut Subscription, peer: PeerId, state: State) -> glueberry::ConnectionEvent {
+    within(async {
+        loop {
+            if let Event::Connection(e) = sub.recv().await.expect("subscription open")
+                && e.peer == peer
+                && e.state == state
+            {
+                return e;
+            }
+        }
+    })
+    .await
+}
+
+/// Waits for the next stream fault from `peer`.
+pub async fn wait_fault(sub: &mut Subscription, peer: PeerId) -> glueberry::StreamFault {
+    within(async {
+        loop {
+            if let Event::StreamFault(f) = sub.recv().await.expect("subscription open")
+                && f.peer == peer
+            {
+                return f;
+            }
+        }
+    })
+    .await
+}
+
+/// A bare libp2p peer (TCP + Noise + yamux, libp2p-stream) that writes whatever bytes a test
+/// wants on Glueberry streams.
+pub struct RawPeer {
+    /// Its identity.
+    pub keypair: ed25519::Keypair,
+    /// Its `PeerId`.
+    pub peer_id: PeerId,
+    /// Opens streams.
+    pub control: libp2p_stream::Control,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawPeer {
+    /// Dials `addr` (a node's listen address) and keeps the swarm running.
+    pub fn dial(addr: Multiaddr) -> Self {
+        let keypair = ed25519::Keypair::generate();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone().into())
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let control = swarm.behaviour().new_control();
+        let peer_id = *swarm.local_peer_id();
+        swarm.dial(addr).unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Self {
+            keypair,
+            peer_id,
+            control,
+            task,
+        }
+    }
+
+    /// Its Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.keypair.public().to_bytes()
+    }
+
+    /// Opens the Glueberry stream `name` to `peer`.
+    pub async fn open(&self, peer: PeerId, name: &str) -> libp2p::Stream {
+        let protocol = StreamProtocol::try_from_owned(format!("/glueberry/stream/{name}/1.0.0")).unwrap();
+        within(self.control.clone().open_stream(peer, protocol))
+            .await
+            .expect("open stream")
+    }
+
+    /// The v1 stream key this peer shares with a node whose public key is `node_key`.
+    pub fn cipher(&self, node_key: &[u8; 32]) -> glueberry::crypto::Cipher {
+        let seed: [u8; 32] = self.keypair.secret().as_ref().try_into().unwrap();
+        let key = glueberry::crypto::LocalKey::from_ed25519_seed(&seed)
+            .stream_key(node_key)
+            .unwrap();
+        glueberry::crypto::Cipher::new(&key)
+    }
+}
+
+impl Drop for RawPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One v1 frame around `body`.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    glueberry::wire::codec::put_header(body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// An encrypted v1 body of `plaintext`.
+pub fn seal(cipher: &glueberry::crypto::Cipher, plaintext: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8; glueberry::crypto::NONCE_LEN];
+    body.extend_from_slice(plaintext);
+    let tag = cipher.seal_in_place(&mut body);
+    body.extend_from_slice(&tag);
+    body
+}

@@ -164,7 +164,16 @@ enum Refusal {
 
 /// Takes an inbound stream from an accept loop: starts its reader and, if (peer, name) has no
 /// writer yet, makes it the writer too (so both sides use one stream, as in Go).
-pub(crate) fn accept_inbound(shared: &Arc<Shared>, peer: PeerId, name: &str, stream: Stream) {
+///
+/// Gives the stream back if the peer has no session yet: libp2p-stream hands streams over
+/// from the connection task, which can be ahead of the driver's `ConnectionEstablished`.
+/// The driver, which owns sessions, settles those.
+pub(crate) fn accept_inbound(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    name: &str,
+    stream: Stream,
+) -> Option<Stream> {
     let outcome = {
         let mut map = lock(&shared.sessions.inner);
         match map.get_mut(&peer) {
@@ -194,6 +203,7 @@ pub(crate) fn accept_inbound(shared: &Arc<Shared>, peer: PeerId, name: &str, str
         }
     };
     match outcome {
+        Err(Refusal::NotConnected) => return Some(stream),
         Err(refusal) => {
             tracing::debug!(%peer, stream = name, ?refusal, "inbound stream refused");
             metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
@@ -203,6 +213,7 @@ pub(crate) fn accept_inbound(shared: &Arc<Shared>, peer: PeerId, name: &str, str
             spawn(shared, peer, name, cipher, stream, token, slot, false);
         }
     }
+    None
 }
 
 /// Opens an outbound stream for (peer, name) and starts its reader and writer.
