@@ -1,1 +1,153 @@
-//! placeholder
+//! A raw libp2p peer sends malformed frames: the node never panics, rejects and reports each
+//! one (a `StreamFault` event), resets the stream when framing is lost or after too many bad
+//! bodies, and keeps working.
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+use glueberry::{Config, Node, State};
+use glueberry_tests::*;
+
+/// A node prepared to take stream `data` from a raw peer, and a subscription to its events.
+async fn setup(config: Config) -> (Node, RawPeer, glueberry::Subscription) {
+    let node = started(config).await;
+    let mut sub = node.subscribe_events();
+    let raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    wait_state(&mut sub, raw.peer_id, State::Connected).await;
+    node.prepare_streams(raw.peer_id, &raw.public_key(), &["data"])
+        .await
+        .unwrap();
+    (node, raw, sub)
+}
+
+/// Writes `bytes` on a fresh stream and returns the fault the node reports.
+async fn fault_for(
+    node: &Node,
+    raw: &RawPeer,
+    sub: &mut glueberry::Subscription,
+    stream: &str,
+    bytes: &[u8],
+    close: bool,
+) -> glueberry::StreamFault {
+    let mut s = raw.open(node.peer_id(), stream).await;
+    s.write_all(bytes).await.unwrap();
+    s.flush().await.unwrap();
+    if close {
+        s.close().await.unwrap();
+    }
+    let fault = wait_fault(sub, raw.peer_id).await;
+    assert_eq!(fault.stream, stream);
+    if fault.reset {
+        // The node dropped its end: our read ends (EOF or reset), it does not hang.
+        let mut buf = [0u8; 16];
+        let _ = within(s.read(&mut buf)).await;
+    }
+    fault
+}
+
+/// A valid encrypted message from the raw peer still gets through.
+async fn still_works(node: &Node, raw: &RawPeer) {
+    let cipher = raw.cipher(&node.public_key());
+    let mut s = raw.open(node.peer_id(), "data").await;
+    s.write_all(&frame(&seal(&cipher, b"still fine"))).await.unwrap();
+    s.flush().await.unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!((m.peer, &*m.stream, m.data.as_ref()), (raw.peer_id, "data", &b"still fine"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_errors_reset_the_stream() {
+    let (node, raw, mut sub) = setup(config(Transport::Tcp)).await;
+    let limit = 1 << 20;
+    let mut over = Vec::new();
+    glueberry::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
+    let cases: [(&str, Vec<u8>, bool, &str); 5] = [
+        ("length prefix over the limit", over, false, "exceeds the limit"),
+        ("overlong varint", hex("ffffffffffffffffff02"), false, "overflows"),
+        ("empty frame", vec![0x00], false, "empty frame"),
+        ("inner length past the frame", hex("020568"), false, "inner length"),
+        ("truncated frame", hex("0a08010203"), true, "ended inside a frame"),
+    ];
+    for stream in ["data", "handshake"] {
+        for (what, bytes, close, msg) in &cases {
+            let fault = fault_for(&node, &raw, &mut sub, stream, bytes, *close).await;
+            assert!(fault.reset, "{what} on {stream}: {fault:?}");
+            assert!(fault.error.contains(msg), "{what} on {stream}: {}", fault.error);
+        }
+    }
+    still_works(&node, &raw).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_counted_then_the_stream_is_reset() {
+    let (node, raw, mut sub) = setup(config(Transport::Tcp).with_max_stream_failures(Some(3))).await;
+    let cipher = raw.cipher(&node.public_key());
+    let mut wrong_tag = seal(&cipher, b"tampered");
+    *wrong_tag.last_mut().unwrap() ^= 0x80;
+    let short = vec![7u8; 27];
+
+    let mut s = raw.open(node.peer_id(), "data").await;
+    // Bad, good, bad, bad: the good one is delivered, the third bad one resets the stream.
+    for body in [&short, &seal(&cipher, b"good"), &wrong_tag, &short] {
+        s.write_all(&frame(body)).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    let f1 = wait_fault(&mut sub, raw.peer_id).await;
+    assert!(!f1.reset && f1.error.contains("shorter than the 28-byte"), "{f1:?}");
+    let f2 = wait_fault(&mut sub, raw.peer_id).await;
+    assert!(!f2.reset && f2.error.contains("authentication failed"), "{f2:?}");
+    let f3 = wait_fault(&mut sub, raw.peer_id).await;
+    assert!(f3.reset, "{f3:?}");
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!(m.data.as_ref(), b"good");
+    still_works(&node, &raw).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprepared_stream_is_refused_and_handshake_is_plain() {
+    let node = started(config(Transport::Tcp)).await;
+    let mut sub = node.subscribe_events();
+    let raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    wait_state(&mut sub, raw.peer_id, State::Connected).await;
+    // The node registers no handler for an unknown name: negotiation fails.
+    let protocol = libp2p::StreamProtocol::new("/glueberry/stream/nope/1.0.0");
+    assert!(raw.control.clone().open_stream(node.peer_id(), protocol).await.is_err());
+    // The handshake stream carries plain frames, byte-exact with Go ("hello" = 06 05 68656c6c6f).
+    let mut s = raw.open(node.peer_id(), "handshake").await;
+    s.write_all(&hex("060568656c6c6f")).await.unwrap();
+    s.flush().await.unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!((&*m.stream, m.data.as_ref()), ("handshake", &b"hello"[..]));
+    // And the node answers on the same stream with the same framing.
+    node.send(raw.peer_id, "handshake", &b"hi"[..]).await.unwrap();
+    let mut buf = [0u8; 4];
+    within(s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(buf, [0x03, 0x02, b'h', b'i']);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_frames_on_the_wire_are_v1() {
+    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let cipher = raw.cipher(&node.public_key());
+    // The raw peer opens "data" first, so the node answers on that stream.
+    let mut s = raw.open(node.peer_id(), "data").await;
+    s.write_all(&frame(&seal(&cipher, b"ping"))).await.unwrap();
+    s.flush().await.unwrap();
+    within(node.messages().recv()).await.unwrap();
+    node.send(raw.peer_id, "data", &b"pong"[..]).await.unwrap();
+    // 4-byte plaintext: body 32 bytes, inner prefix 1, outer 33: `21 20 nonce ct tag`.
+    let mut wire = [0u8; 34];
+    within(s.read_exact(&mut wire)).await.unwrap();
+    assert_eq!(&wire[..2], &[0x21, 0x20]);
+    let range = cipher.open_in_place(&mut wire[2..]).unwrap();
+    assert_eq!(&wire[2..][range], b"pong");
+    node.shutdown().await;
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -1,1 +1,168 @@
-//! placeholder
+//! Start, disconnect and shutdown: typed errors for every misuse, events for every state
+//! change, and a shutdown that ends every task even with sends and reads in flight.
+
+use std::collections::HashMap;
+
+use glueberry::{DisconnectReason, Error, Node, State};
+use glueberry_tests::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misuse_gives_typed_errors() {
+    let t = Transport::Tcp;
+    let node = Node::new(config(t)).unwrap();
+    let stranger = glueberry::PeerId::random();
+    assert!(matches!(node.send(stranger, "x", vec![1]).await, Err(Error::NotStarted)));
+    assert!(matches!(node.connect(stranger).await, Err(Error::NotStarted)));
+    node.start().await.unwrap();
+    assert!(matches!(node.start().await, Err(Error::AlreadyStarted)));
+    assert!(!node.listen_addrs().is_empty());
+    assert!(node.listen_addrs().iter().all(|a| !a.to_string().ends_with("/tcp/0")));
+    assert!(matches!(node.connect(stranger).await, Err(Error::UnknownPeer(p)) if p == stranger));
+    let err = node.send(stranger, "x", vec![1]).await.unwrap_err();
+    assert!(matches!(err, Error::NotConnected(p) if p == stranger));
+    assert!(err.is_retriable());
+    assert!(matches!(node.disconnect(stranger).await, Err(Error::NotConnected(_))));
+    assert!(matches!(node.finalize_handshake(stranger).await, Err(Error::NotConnected(_))));
+    assert!(matches!(
+        node.add_peer(stranger, vec![], HashMap::from([("k".repeat(5000), String::new())])).await,
+        Err(Error::MetadataTooLarge { size: 5000, max: 4096 })
+    ));
+    assert!(matches!(
+        node.send(stranger, "bad name", vec![1]).await,
+        Err(Error::InvalidStreamName { .. })
+    ));
+    node.shutdown().await;
+    assert!(matches!(node.send(stranger, "x", vec![1]).await, Err(Error::Shutdown)));
+    assert!(matches!(node.connect(stranger).await, Err(Error::Shutdown)));
+    assert!(matches!(node.start().await, Err(Error::Shutdown)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_checks() {
+    let t = Transport::Tcp;
+    let a = started(config(t)).await;
+    let b = started(config(t)).await;
+    connect(&a, &b).await;
+    let bp = b.peer_id();
+    // Sending on a stream that was never prepared.
+    assert!(matches!(
+        a.send(bp, "data", vec![1]).await,
+        Err(Error::StreamNotPrepared { .. })
+    ));
+    // A key that is not the peer's.
+    assert!(matches!(
+        a.prepare_streams(bp, &a.public_key(), &["data"]).await,
+        Err(Error::PublicKeyMismatch { peer, .. }) if peer == bp
+    ));
+    assert!(matches!(
+        a.prepare_streams(bp, &[1u8; 31], &["data"]).await,
+        Err(Error::InvalidPublicKey { .. })
+    ));
+    assert!(matches!(
+        a.prepare_streams(bp, &b.public_key(), &["handshake"]).await,
+        Err(Error::InvalidStreamName { .. })
+    ));
+    assert!(matches!(
+        a.prepare_streams(bp, &b.public_key(), &[] as &[&str]).await,
+        Err(Error::NoStreams)
+    ));
+    // The right key works; finalizing twice does not.
+    a.prepare_streams(bp, &b.public_key(), &["data"]).await.unwrap();
+    a.finalize_handshake(bp).await.unwrap();
+    assert_eq!(a.connection_state(&bp), State::Established);
+    assert!(matches!(
+        a.finalize_handshake(bp).await,
+        Err(Error::InvalidState { state: State::Established, .. })
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_connect_handshake_and_disconnect() {
+    let t = Transport::Tcp;
+    let a = started(config(t)).await;
+    let b = started(config(t)).await;
+    let mut ea = a.subscribe_events();
+    let mut eb = b.subscribe_filtered(glueberry::Filter::all().peers([a.peer_id()]));
+    connect(&a, &b).await;
+    wait_state(&mut ea, b.peer_id(), State::Connecting).await;
+    wait_state(&mut ea, b.peer_id(), State::Connected).await;
+    wait_state(&mut eb, a.peer_id(), State::Connected).await;
+    let (_, _) = tokio::join!(
+        handshake(&a, b.peer_id(), true, &["data"]),
+        handshake(&b, a.peer_id(), false, &["data"])
+    );
+    wait_state(&mut ea, b.peer_id(), State::Established).await;
+    wait_state(&mut eb, a.peer_id(), State::Established).await;
+    a.disconnect(b.peer_id()).await.unwrap();
+    let e = wait_state(&mut ea, b.peer_id(), State::Disconnected).await;
+    assert_eq!(e.reason, Some(DisconnectReason::LocalRequest));
+    let e = wait_state(&mut eb, a.peer_id(), State::Disconnected).await;
+    assert!(e.reason.is_some());
+    assert_eq!(b.connection_state(&a.peer_id()), State::Disconnected);
+    // The session is gone with the connection.
+    assert!(matches!(a.send(b.peer_id(), "data", vec![1]).await, Err(Error::NotConnected(_))));
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_sends_and_reads_in_flight() {
+    let t = Transport::Tcp;
+    // A small queue so that senders are blocked on backpressure when shutdown comes.
+    let (a, b, _, _) = established_pair(
+        config(t),
+        config(t).with_message_buffer_size(4),
+        &["data"],
+    )
+    .await;
+    let mut sub = a.subscribe_events();
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let a = a.clone();
+        let to = b.peer_id();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = a.send(to, "data", vec![i; 4096]).await {
+                    return e;
+                }
+            }
+        }));
+    }
+    // A slow reader: takes a few messages, then stops reading while senders keep pushing.
+    let messages = b.messages();
+    for _ in 0..16 {
+        within(messages.recv()).await.unwrap();
+    }
+    let reader = tokio::spawn(async move { while messages.recv().await.is_ok() {} });
+    // Shut down each from several tasks at once: `a` first, so that it sees its own shutdown
+    // (and not `b` going away) as the reason.
+    for node in [&a, &b] {
+        let stops: Vec<_> = (0..3)
+            .map(|_| {
+                let node = node.clone();
+                tokio::spawn(async move { node.shutdown().await })
+            })
+            .collect();
+        for s in stops {
+            within(s).await.unwrap();
+        }
+    }
+    for t in tasks {
+        let e = within(t).await.unwrap();
+        assert!(
+            matches!(e, Error::Shutdown | Error::NotConnected(_) | Error::StreamClosed { .. }),
+            "{e:?}"
+        );
+    }
+    // The message queue closes once drained, so the reader ends.
+    within(reader).await.unwrap();
+    // Subscribers saw the shutdown, then the end of the stream of events.
+    let e = wait_state(&mut sub, b.peer_id(), State::Disconnected).await;
+    assert_eq!(e.reason, Some(DisconnectReason::Shutdown));
+    assert!(matches!(within(sub.recv()).await, Err(glueberry::RecvError::Closed)));
+    assert!(matches!(a.send(b.peer_id(), "data", vec![1]).await, Err(Error::Shutdown)));
+    // A second shutdown returns at once.
+    within(a.shutdown()).await;
+}
