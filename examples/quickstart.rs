@@ -22,19 +22,30 @@ const STREAMS: [&str; 2] = ["chat", "blocks"];
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: quickstart [--quic]\n\nStarts two nodes, handshakes, exchanges encrypted messages on two streams, and exits.");
+        println!(
+            "usage: quickstart [--quic]\n\nStarts two nodes, handshakes, exchanges encrypted messages on two streams, and exits."
+        );
         return Ok(());
     }
     let quic = args.iter().any(|a| a == "--quic");
     let started = Instant::now();
-    let listen = if quic { "/ip4/127.0.0.1/udp/0/quic-v1" } else { "/ip4/127.0.0.1/tcp/0" };
+    let listen = if quic {
+        "/ip4/127.0.0.1/udp/0/quic-v1"
+    } else {
+        "/ip4/127.0.0.1/tcp/0"
+    };
     let dir = std::env::temp_dir().join(format!("glueberry-quickstart-{}", std::process::id()));
 
     let alice = make_node(&dir, "alice", listen)?;
     let bob = make_node(&dir, "bob", listen)?;
     alice.start().await?;
     let bob_addrs = bob.start().await?;
-    println!("alice {}\nbob   {} on {}", alice.peer_id(), bob.peer_id(), bob_addrs[0]);
+    println!(
+        "alice {}\nbob   {} on {}",
+        alice.peer_id(),
+        bob.peer_id(),
+        bob_addrs[0]
+    );
 
     // Print every event alice sees.
     let mut events = alice.subscribe_events();
@@ -46,7 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    alice.add_peer(bob.peer_id(), bob_addrs, HashMap::new()).await?;
+    alice
+        .add_peer(bob.peer_id(), bob_addrs, HashMap::new())
+        .await?;
     alice.connect(bob.peer_id()).await?;
 
     // Both sides run the same handshake; the dialler speaks first.
@@ -60,17 +73,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Encrypted messages on two streams, both ways.
     for i in 0..3 {
-        alice.send(bob.peer_id(), "chat", format!("hello bob #{i}")).await?;
-        bob.send(alice.peer_id(), "blocks", format!("block {i} from bob")).await?;
+        alice
+            .send(bob.peer_id(), "chat", format!("hello bob #{i}"))
+            .await?;
+        bob.send(alice.peer_id(), "blocks", format!("block {i} from bob"))
+            .await?;
     }
     let mut received = 0;
     for (node, early, name) in [(&bob, &mut early_b, "bob"), (&alice, &mut early_a, "alice")] {
         for _ in 0..3 {
             let msg = match early.pop() {
                 Some(m) => m,
-                None => tokio::time::timeout(Duration::from_secs(10), node.messages().recv()).await??,
+                None => {
+                    tokio::time::timeout(Duration::from_secs(10), node.messages().recv()).await??
+                }
             };
-            println!("[{name}] got on {:>6}: {}", msg.stream, String::from_utf8_lossy(&msg.data));
+            println!(
+                "[{name}] got on {:>6}: {}",
+                msg.stream,
+                String::from_utf8_lossy(&msg.data)
+            );
             received += 1;
         }
     }

@@ -47,10 +47,15 @@ async fn fault_for(
 async fn still_works(node: &Node, raw: &RawPeer) {
     let cipher = raw.cipher(&node.public_key());
     let mut s = raw.open(node.peer_id(), "data").await;
-    s.write_all(&frame(&seal(&cipher, b"still fine"))).await.unwrap();
+    s.write_all(&frame(&seal(&cipher, b"still fine")))
+        .await
+        .unwrap();
     s.flush().await.unwrap();
     let m = within(node.messages().recv()).await.unwrap();
-    assert_eq!((m.peer, &*m.stream, m.data.as_ref()), (raw.peer_id, "data", &b"still fine"[..]));
+    assert_eq!(
+        (m.peer, &*m.stream, m.data.as_ref()),
+        (raw.peer_id, "data", &b"still fine"[..])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,17 +65,41 @@ async fn framing_errors_reset_the_stream() {
     let mut over = Vec::new();
     glueberry::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
     let cases: [(&str, Vec<u8>, bool, &str); 5] = [
-        ("length prefix over the limit", over, false, "exceeds the limit"),
-        ("overlong varint", hex("ffffffffffffffffff02"), false, "overflows"),
+        (
+            "length prefix over the limit",
+            over,
+            false,
+            "exceeds the limit",
+        ),
+        (
+            "overlong varint",
+            hex("ffffffffffffffffff02"),
+            false,
+            "overflows",
+        ),
         ("empty frame", vec![0x00], false, "empty frame"),
-        ("inner length past the frame", hex("020568"), false, "inner length"),
-        ("truncated frame", hex("0a08010203"), true, "ended inside a frame"),
+        (
+            "inner length past the frame",
+            hex("020568"),
+            false,
+            "inner length",
+        ),
+        (
+            "truncated frame",
+            hex("0a08010203"),
+            true,
+            "ended inside a frame",
+        ),
     ];
     for stream in ["data", "handshake"] {
         for (what, bytes, close, msg) in &cases {
             let fault = fault_for(&node, &raw, &mut sub, stream, bytes, *close).await;
             assert!(fault.reset, "{what} on {stream}: {fault:?}");
-            assert!(fault.error.contains(msg), "{what} on {stream}: {}", fault.error);
+            assert!(
+                fault.error.contains(msg),
+                "{what} on {stream}: {}",
+                fault.error
+            );
         }
     }
     still_works(&node, &raw).await;
@@ -79,7 +108,8 @@ async fn framing_errors_reset_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_are_counted_then_the_stream_is_reset() {
-    let (node, raw, mut sub) = setup(config(Transport::Tcp).with_max_stream_failures(Some(3))).await;
+    let (node, raw, mut sub) =
+        setup(config(Transport::Tcp).with_max_stream_failures(Some(3))).await;
     let cipher = raw.cipher(&node.public_key());
     let mut wrong_tag = seal(&cipher, b"tampered");
     *wrong_tag.last_mut().unwrap() ^= 0x80;
@@ -92,9 +122,15 @@ async fn bad_bodies_are_counted_then_the_stream_is_reset() {
     }
     s.flush().await.unwrap();
     let f1 = wait_fault(&mut sub, raw.peer_id).await;
-    assert!(!f1.reset && f1.error.contains("shorter than the 28-byte"), "{f1:?}");
+    assert!(
+        !f1.reset && f1.error.contains("shorter than the 28-byte"),
+        "{f1:?}"
+    );
     let f2 = wait_fault(&mut sub, raw.peer_id).await;
-    assert!(!f2.reset && f2.error.contains("authentication failed"), "{f2:?}");
+    assert!(
+        !f2.reset && f2.error.contains("authentication failed"),
+        "{f2:?}"
+    );
     let f3 = wait_fault(&mut sub, raw.peer_id).await;
     assert!(f3.reset, "{f3:?}");
     let m = within(node.messages().recv()).await.unwrap();
@@ -111,7 +147,13 @@ async fn unprepared_stream_is_refused_and_handshake_is_plain() {
     wait_state(&mut sub, raw.peer_id, State::Connected).await;
     // The node registers no handler for an unknown name: negotiation fails.
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/nope/1.0.0");
-    assert!(raw.control.clone().open_stream(node.peer_id(), protocol).await.is_err());
+    assert!(
+        raw.control
+            .clone()
+            .open_stream(node.peer_id(), protocol)
+            .await
+            .is_err()
+    );
     // The handshake stream carries plain frames, byte-exact with Go ("hello" = 06 05 68656c6c6f).
     let mut s = raw.open(node.peer_id(), "handshake").await;
     s.write_all(&hex("060568656c6c6f")).await.unwrap();
@@ -119,7 +161,9 @@ async fn unprepared_stream_is_refused_and_handshake_is_plain() {
     let m = within(node.messages().recv()).await.unwrap();
     assert_eq!((&*m.stream, m.data.as_ref()), ("handshake", &b"hello"[..]));
     // And the node answers on the same stream with the same framing.
-    node.send(raw.peer_id, "handshake", &b"hi"[..]).await.unwrap();
+    node.send(raw.peer_id, "handshake", &b"hi"[..])
+        .await
+        .unwrap();
     let mut buf = [0u8; 4];
     within(s.read_exact(&mut buf)).await.unwrap();
     assert_eq!(buf, [0x03, 0x02, b'h', b'i']);

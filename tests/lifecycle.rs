@@ -11,28 +11,55 @@ async fn misuse_gives_typed_errors() {
     let t = Transport::Tcp;
     let node = Node::new(config(t)).unwrap();
     let stranger = glueberry::PeerId::random();
-    assert!(matches!(node.send(stranger, "x", vec![1]).await, Err(Error::NotStarted)));
-    assert!(matches!(node.connect(stranger).await, Err(Error::NotStarted)));
+    assert!(matches!(
+        node.send(stranger, "x", vec![1]).await,
+        Err(Error::NotStarted)
+    ));
+    assert!(matches!(
+        node.connect(stranger).await,
+        Err(Error::NotStarted)
+    ));
     node.start().await.unwrap();
     assert!(matches!(node.start().await, Err(Error::AlreadyStarted)));
     assert!(!node.listen_addrs().is_empty());
-    assert!(node.listen_addrs().iter().all(|a| !a.to_string().ends_with("/tcp/0")));
+    assert!(
+        node.listen_addrs()
+            .iter()
+            .all(|a| !a.to_string().ends_with("/tcp/0"))
+    );
     assert!(matches!(node.connect(stranger).await, Err(Error::UnknownPeer(p)) if p == stranger));
     let err = node.send(stranger, "x", vec![1]).await.unwrap_err();
     assert!(matches!(err, Error::NotConnected(p) if p == stranger));
     assert!(err.is_retriable());
-    assert!(matches!(node.disconnect(stranger).await, Err(Error::NotConnected(_))));
-    assert!(matches!(node.finalize_handshake(stranger).await, Err(Error::NotConnected(_))));
     assert!(matches!(
-        node.add_peer(stranger, vec![], HashMap::from([("k".repeat(5000), String::new())])).await,
-        Err(Error::MetadataTooLarge { size: 5000, max: 4096 })
+        node.disconnect(stranger).await,
+        Err(Error::NotConnected(_))
+    ));
+    assert!(matches!(
+        node.finalize_handshake(stranger).await,
+        Err(Error::NotConnected(_))
+    ));
+    assert!(matches!(
+        node.add_peer(
+            stranger,
+            vec![],
+            HashMap::from([("k".repeat(5000), String::new())])
+        )
+        .await,
+        Err(Error::MetadataTooLarge {
+            size: 5000,
+            max: 4096
+        })
     ));
     assert!(matches!(
         node.send(stranger, "bad name", vec![1]).await,
         Err(Error::InvalidStreamName { .. })
     ));
     node.shutdown().await;
-    assert!(matches!(node.send(stranger, "x", vec![1]).await, Err(Error::Shutdown)));
+    assert!(matches!(
+        node.send(stranger, "x", vec![1]).await,
+        Err(Error::Shutdown)
+    ));
     assert!(matches!(node.connect(stranger).await, Err(Error::Shutdown)));
     assert!(matches!(node.start().await, Err(Error::Shutdown)));
 }
@@ -67,12 +94,17 @@ async fn handshake_checks() {
         Err(Error::NoStreams)
     ));
     // The right key works; finalizing twice does not.
-    a.prepare_streams(bp, &b.public_key(), &["data"]).await.unwrap();
+    a.prepare_streams(bp, &b.public_key(), &["data"])
+        .await
+        .unwrap();
     a.finalize_handshake(bp).await.unwrap();
     assert_eq!(a.connection_state(&bp), State::Established);
     assert!(matches!(
         a.finalize_handshake(bp).await,
-        Err(Error::InvalidState { state: State::Established, .. })
+        Err(Error::InvalidState {
+            state: State::Established,
+            ..
+        })
     ));
     a.shutdown().await;
     b.shutdown().await;
@@ -102,7 +134,10 @@ async fn events_follow_connect_handshake_and_disconnect() {
     assert!(e.reason.is_some());
     assert_eq!(b.connection_state(&a.peer_id()), State::Disconnected);
     // The session is gone with the connection.
-    assert!(matches!(a.send(b.peer_id(), "data", vec![1]).await, Err(Error::NotConnected(_))));
+    assert!(matches!(
+        a.send(b.peer_id(), "data", vec![1]).await,
+        Err(Error::NotConnected(_))
+    ));
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -111,12 +146,8 @@ async fn events_follow_connect_handshake_and_disconnect() {
 async fn shutdown_with_sends_and_reads_in_flight() {
     let t = Transport::Tcp;
     // A small queue so that senders are blocked on backpressure when shutdown comes.
-    let (a, b, _, _) = established_pair(
-        config(t),
-        config(t).with_message_buffer_size(4),
-        &["data"],
-    )
-    .await;
+    let (a, b, _, _) =
+        established_pair(config(t), config(t).with_message_buffer_size(4), &["data"]).await;
     let mut sub = a.subscribe_events();
     let mut tasks = Vec::new();
     for i in 0..8u8 {
@@ -152,7 +183,10 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     for t in tasks {
         let e = within(t).await.unwrap();
         assert!(
-            matches!(e, Error::Shutdown | Error::NotConnected(_) | Error::StreamClosed { .. }),
+            matches!(
+                e,
+                Error::Shutdown | Error::NotConnected(_) | Error::StreamClosed { .. }
+            ),
             "{e:?}"
         );
     }
@@ -161,8 +195,14 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     // Subscribers saw the shutdown, then the end of the stream of events.
     let e = wait_state(&mut sub, b.peer_id(), State::Disconnected).await;
     assert_eq!(e.reason, Some(DisconnectReason::Shutdown));
-    assert!(matches!(within(sub.recv()).await, Err(glueberry::RecvError::Closed)));
-    assert!(matches!(a.send(b.peer_id(), "data", vec![1]).await, Err(Error::Shutdown)));
+    assert!(matches!(
+        within(sub.recv()).await,
+        Err(glueberry::RecvError::Closed)
+    ));
+    assert!(matches!(
+        a.send(b.peer_id(), "data", vec![1]).await,
+        Err(Error::Shutdown)
+    ));
     // A second shutdown returns at once.
     within(a.shutdown()).await;
 }

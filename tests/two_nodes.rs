@@ -12,7 +12,7 @@ const STREAMS: [&str; 2] = ["consensus", "mempool"];
 /// Receives `n` messages, taking first those that arrived during the handshake.
 async fn recv_n(node: &Node, early: &mut Vec<IncomingMessage>, n: usize) -> Vec<IncomingMessage> {
     let messages = node.messages();
-    let mut out: Vec<IncomingMessage> = early.drain(..).collect();
+    let mut out: Vec<IncomingMessage> = std::mem::take(early);
     while out.len() < n {
         out.push(within(messages.recv()).await.unwrap());
     }
@@ -30,8 +30,17 @@ async fn both_ways_on_two_streams(t: Transport) {
     let at_b = recv_n(&b, &mut eb, 20).await;
     let at_a = recv_n(&a, &mut ea, 20).await;
     for s in STREAMS {
-        let got: Vec<Bytes> = at_b.iter().filter(|m| &*m.stream == s).map(|m| m.data.clone()).collect();
-        assert_eq!(got, (0..10u8).map(|i| Bytes::from(vec![i; 100])).collect::<Vec<_>>());
+        let got: Vec<Bytes> = at_b
+            .iter()
+            .filter(|m| &*m.stream == s)
+            .map(|m| m.data.clone())
+            .collect();
+        assert_eq!(
+            got,
+            (0..10u8)
+                .map(|i| Bytes::from(vec![i; 100]))
+                .collect::<Vec<_>>()
+        );
         assert!(at_b.iter().all(|m| m.peer == a.peer_id()));
         let got: Vec<String> = at_a
             .iter()
@@ -114,10 +123,17 @@ async fn sizes(t: Transport) {
         let m: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
         a.send(b.peer_id(), "data", m).await.unwrap();
         // The handshake stream takes the same sizes.
-        a.send(b.peer_id(), "handshake", vec![9u8; n]).await.unwrap();
+        a.send(b.peer_id(), "handshake", vec![9u8; n])
+            .await
+            .unwrap();
     }
-    let err = a.send(b.peer_id(), "data", vec![0u8; limit + 1]).await.unwrap_err();
-    assert!(matches!(err, Error::MessageTooLarge { size, max } if size == limit + 1 && max == limit));
+    let err = a
+        .send(b.peer_id(), "data", vec![0u8; limit + 1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooLarge { size, max } if size == limit + 1 && max == limit)
+    );
     assert!(!err.is_retriable());
     let got = recv_n(&b, &mut eb, 2 * sizes.len()).await;
     let data: Vec<_> = got.iter().filter(|m| &*m.stream == "data").collect();
@@ -164,8 +180,12 @@ async fn five_mib_message_with_raised_limit() {
 async fn receive_limit_rejects_larger_frames() {
     // b accepts less than a may send: a's frame is refused by b's decoder before allocation.
     let t = Transport::Tcp;
-    let (a, b, _, _) =
-        established_pair(config(t), config(t).with_max_message_size(1024), &["data", "other"]).await;
+    let (a, b, _, _) = established_pair(
+        config(t),
+        config(t).with_max_message_size(1024),
+        &["data", "other"],
+    )
+    .await;
     let mut sub = b.subscribe_events();
     a.send(b.peer_id(), "data", vec![1u8; 4096]).await.unwrap();
     let fault = wait_fault(&mut sub, a.peer_id()).await;

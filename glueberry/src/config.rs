@@ -118,7 +118,10 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("peer_id", &libp2p::PeerId::from_public_key(&self.keypair.public().into()))
+            .field(
+                "peer_id",
+                &libp2p::PeerId::from_public_key(&self.keypair.public().into()),
+            )
             .field("address_book_path", &self.address_book_path)
             .field("listen_addrs", &self.listen_addrs)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -312,14 +315,20 @@ impl Config {
         }
         for (low, high, what) in [
             (self.low_watermark, self.high_watermark, "flow control"),
-            (self.conn_low_watermark, self.conn_high_watermark, "connections"),
+            (
+                self.conn_low_watermark,
+                self.conn_high_watermark,
+                "connections",
+            ),
         ] {
             if low >= high {
                 return Err(ConfigError::Watermarks { what, low, high });
             }
         }
         if self.max_message_size > Self::MAX_MESSAGE_SIZE_LIMIT {
-            return Err(ConfigError::MessageSizeAboveProtocolLimit(self.max_message_size));
+            return Err(ConfigError::MessageSizeAboveProtocolLimit(
+                self.max_message_size,
+            ));
         }
         Ok(())
     }
@@ -360,19 +369,41 @@ mod tests {
         );
         assert_eq!(
             base().with_low_watermark(1000).validate(),
-            Err(ConfigError::Watermarks { what: "flow control", low: 1000, high: 1000 })
+            Err(ConfigError::Watermarks {
+                what: "flow control",
+                low: 1000,
+                high: 1000
+            })
         );
         assert!(matches!(
-            base().with_reconnect_max_delay(Duration::from_millis(1)).validate(),
+            base()
+                .with_reconnect_max_delay(Duration::from_millis(1))
+                .validate(),
             Err(ConfigError::ReconnectDelays { .. })
         ));
         assert_eq!(
             base().with_message_buffer_size(0).validate(),
             Err(ConfigError::Zero("message_buffer_size"))
         );
-        assert!(base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT).validate().is_ok());
-        assert!(base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT + 1).validate().is_err());
-        assert!(base().with_handshake_timeout(None).with_reconnect_max_attempts(None).validate().is_ok());
+        assert!(
+            base()
+                .with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            base()
+                .with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT + 1)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            base()
+                .with_handshake_timeout(None)
+                .with_reconnect_max_attempts(None)
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -148,7 +148,11 @@ impl Driver {
     }
 
     /// Feeds the peer's state machine and carries out what it says.
-    fn apply(&mut self, peer: PeerId, input: Input) -> std::result::Result<(), crate::peer::state::Refused> {
+    fn apply(
+        &mut self,
+        peer: PeerId,
+        input: Input,
+    ) -> std::result::Result<(), crate::peer::state::Refused> {
         let outputs = self.entry(peer).machine.handle(input)?;
         for output in outputs {
             match output {
@@ -174,7 +178,8 @@ impl Driver {
             }
         }
         tracing::info!(%peer, %state, ?reason, "peer state");
-        metrics::counter!("glueberry_events_emitted_total", "state" => state_label(state)).increment(1);
+        metrics::counter!("glueberry_events_emitted_total", "state" => state_label(state))
+            .increment(1);
         self.shared.emit(Event::Connection(ConnectionEvent {
             peer,
             state,
@@ -211,7 +216,11 @@ impl Driver {
                 reason: reason.clone(),
             }));
         }
-        if self.peers.get(&peer).is_some_and(|p| p.known.is_none() && p.machine.state() == State::Disconnected) {
+        if self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.known.is_none() && p.machine.state() == State::Disconnected)
+        {
             self.peers.remove(&peer);
         }
     }
@@ -378,30 +387,26 @@ impl Driver {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
             } => {
-                if num_established == 0 {
-                    self.shared.sessions.close(&peer_id);
-                    let reason = match cause {
-                        None => DisconnectReason::RemoteClosed,
-                        Some(ConnectionError::KeepAliveTimeout) => {
-                            DisconnectReason::Error("idle timeout".into())
-                        }
-                        Some(ConnectionError::IO(e)) => DisconnectReason::Error(e.to_string()),
-                    };
-                    let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
-                }
+                self.shared.sessions.close(&peer_id);
+                let reason = match cause {
+                    None => DisconnectReason::RemoteClosed,
+                    Some(ConnectionError::KeepAliveTimeout) => {
+                        DisconnectReason::Error("idle timeout".into())
+                    }
+                    Some(ConnectionError::IO(e)) => DisconnectReason::Error(e.to_string()),
+                };
+                let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
                 ..
-            } => {
-                if !self.swarm.is_connected(&peer) {
-                    self.dial_failed(peer, error.to_string());
-                }
+            } if !self.swarm.is_connected(&peer) => {
+                self.dial_failed(peer, error.to_string());
             }
             SwarmEvent::NewListenAddr {
                 listener_id,

@@ -122,7 +122,10 @@ impl Node {
     }
 
     /// Sends a command to the driver and waits for its answer.
-    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command) -> Result<T> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let token = &self.shared().token;
         if token.is_cancelled() {
             return Err(Error::Shutdown);
@@ -216,7 +219,12 @@ impl Node {
     pub async fn connect(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         let timeout = self.shared().config.dial_timeout;
-        match tokio::time::timeout(timeout, self.request(|reply| Command::Connect { peer, reply })).await {
+        match tokio::time::timeout(
+            timeout,
+            self.request(|reply| Command::Connect { peer, reply }),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(Error::Dial {
                 peer,
@@ -229,7 +237,8 @@ impl Node {
     /// `LocalRequest` once the connections are closed.
     pub async fn disconnect(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
-        self.request(|reply| Command::Disconnect { peer, reply }).await
+        self.request(|reply| Command::Disconnect { peer, reply })
+            .await
     }
 
     /// The peer's state; `Disconnected` for peers the node does not know.
@@ -282,9 +291,11 @@ impl Node {
         let mut owned = Vec::with_capacity(names.len());
         for n in names {
             let n = n.as_ref();
-            wire::protocol::validate_encrypted_name(n, max).map_err(|reason| Error::InvalidStreamName {
-                name: n.to_owned(),
-                reason,
+            wire::protocol::validate_encrypted_name(n, max).map_err(|reason| {
+                Error::InvalidStreamName {
+                    name: n.to_owned(),
+                    reason,
+                }
             })?;
             owned.push(n.to_owned());
         }
@@ -319,7 +330,8 @@ impl Node {
     /// it prepared its streams. Closes the handshake stream (after what is queued on it).
     pub async fn finalize_handshake(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
-        self.request(|reply| Command::Finalize { peer, reply }).await
+        self.request(|reply| Command::Finalize { peer, reply })
+            .await
     }
 
     /// [`prepare_streams`](Self::prepare_streams) then [`finalize_handshake`](Self::finalize_handshake).

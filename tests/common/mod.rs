@@ -45,7 +45,11 @@ pub fn config(t: Transport) -> Config {
         std::process::id(),
         rand_suffix()
     ));
-    Config::new(ed25519::Keypair::generate(), dir.join("book.json"), vec![t.listen_addr()])
+    Config::new(
+        ed25519::Keypair::generate(),
+        dir.join("book.json"),
+        vec![t.listen_addr()],
+    )
 }
 
 fn rand_suffix() -> u64 {
@@ -85,7 +89,12 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 
 /// The byte-tag handshake (1 Hello, 2 PubKey + key, 3 Complete) with one peer. Returns the
 /// non-handshake messages that arrived meanwhile, oldest first.
-pub async fn handshake(node: &Node, peer: PeerId, dialer: bool, streams: &[&str]) -> Vec<IncomingMessage> {
+pub async fn handshake(
+    node: &Node,
+    peer: PeerId,
+    dialer: bool,
+    streams: &[&str],
+) -> Vec<IncomingMessage> {
     let messages = node.messages();
     let mut early = Vec::new();
     let mut sent_hello = false;
@@ -112,7 +121,9 @@ pub async fn handshake(node: &Node, peer: PeerId, dialer: bool, streams: &[&str]
             }
             Some(&PUBKEY) => {
                 assert_eq!(msg.data.len(), 33);
-                node.prepare_streams(peer, &msg.data[1..], streams).await.unwrap();
+                node.prepare_streams(peer, &msg.data[1..], streams)
+                    .await
+                    .unwrap();
                 node.send(peer, "handshake", vec![COMPLETE]).await.unwrap();
             }
             Some(&COMPLETE) => {
@@ -144,7 +155,11 @@ pub async fn established_pair(
 }
 
 /// Waits for the next event about `peer` entering `state`.
-pub async fn wait_state(sub: &mut Subscription, peer: PeerId, state: State) -> glueberry::ConnectionEvent {
+pub async fn wait_state(
+    sub: &mut Subscription,
+    peer: PeerId,
+    state: State,
+) -> glueberry::ConnectionEvent {
     within(async {
         loop {
             if let Event::Connection(e) = sub.recv().await.expect("subscription open")
@@ -223,7 +238,8 @@ impl RawPeer {
 
     /// Opens the Glueberry stream `name` to `peer`.
     pub async fn open(&self, peer: PeerId, name: &str) -> libp2p::Stream {
-        let protocol = StreamProtocol::try_from_owned(format!("/glueberry/stream/{name}/1.0.0")).unwrap();
+        let protocol =
+            StreamProtocol::try_from_owned(format!("/glueberry/stream/{name}/1.0.0")).unwrap();
         within(self.control.clone().open_stream(peer, protocol))
             .await
             .expect("open stream")

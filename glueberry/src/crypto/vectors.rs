@@ -25,11 +25,24 @@ fn identity_keys() {
         let k = &v["keys"][name];
         let local = LocalKey::from_ed25519_seed(&seed(&k["ed25519_seed"]));
         let signing = ed25519_dalek::SigningKey::from_bytes(&seed(&k["ed25519_seed"]));
-        assert_eq!(signing.verifying_key().to_bytes().to_vec(), h(&k["ed25519_pub"]));
-        assert_eq!(local.x25519_secret_bytes().to_vec(), h(&k["x25519_priv"]), "{name}");
-        assert_eq!(local.x25519_public().to_vec(), h(&k["x25519_pub"]), "{name}");
         assert_eq!(
-            x25519_public_from_ed25519(&h(&k["ed25519_pub"])).unwrap().to_vec(),
+            signing.verifying_key().to_bytes().to_vec(),
+            h(&k["ed25519_pub"])
+        );
+        assert_eq!(
+            local.x25519_secret_bytes().to_vec(),
+            h(&k["x25519_priv"]),
+            "{name}"
+        );
+        assert_eq!(
+            local.x25519_public().to_vec(),
+            h(&k["x25519_pub"]),
+            "{name}"
+        );
+        assert_eq!(
+            x25519_public_from_ed25519(&h(&k["ed25519_pub"]))
+                .unwrap()
+                .to_vec(),
             h(&k["x25519_pub"]),
             "{name}: Edwards to Montgomery"
         );
@@ -43,10 +56,22 @@ fn shared_secret_and_stream_key() {
     let b = LocalKey::from_ed25519_seed(&seed(&v["keys"]["B"]["ed25519_seed"]));
     let a_pub = h(&v["keys"]["A"]["ed25519_pub"]);
     let b_pub = h(&v["keys"]["B"]["ed25519_pub"]);
-    assert_eq!(a.shared_secret(&b_pub).unwrap().to_vec(), h(&v["ecdh"]["x25519_shared_AB"]));
-    assert_eq!(b.shared_secret(&a_pub).unwrap().to_vec(), h(&v["ecdh"]["x25519_shared_BA"]));
-    assert_eq!(a.stream_key(&b_pub).unwrap().to_vec(), h(&v["ecdh"]["shared_key_from_A"]));
-    assert_eq!(b.stream_key(&a_pub).unwrap().to_vec(), h(&v["ecdh"]["shared_key_from_B"]));
+    assert_eq!(
+        a.shared_secret(&b_pub).unwrap().to_vec(),
+        h(&v["ecdh"]["x25519_shared_AB"])
+    );
+    assert_eq!(
+        b.shared_secret(&a_pub).unwrap().to_vec(),
+        h(&v["ecdh"]["x25519_shared_BA"])
+    );
+    assert_eq!(
+        a.stream_key(&b_pub).unwrap().to_vec(),
+        h(&v["ecdh"]["shared_key_from_A"])
+    );
+    assert_eq!(
+        b.stream_key(&a_pub).unwrap().to_vec(),
+        h(&v["ecdh"]["shared_key_from_B"])
+    );
     assert_eq!(h(&v["ecdh"]["hkdf_info"]), HKDF_INFO);
 }
 
@@ -74,7 +99,11 @@ fn aead_bodies_and_frames() {
 
         let mut opened = body.clone();
         let range = cipher.open_in_place(&mut opened).unwrap();
-        assert_eq!(opened[range].to_vec(), h(&case["plaintext"]), "{name}: open");
+        assert_eq!(
+            opened[range].to_vec(),
+            h(&case["plaintext"]),
+            "{name}: open"
+        );
 
         let mut tampered = body.clone();
         *tampered.last_mut().unwrap() ^= 1;
@@ -111,7 +140,10 @@ fn frames() {
         codec::put_header(body.len(), &mut frame);
         frame.extend_from_slice(&body);
         assert_eq!(frame, h(&case["frame"]), "{}", case["name"]);
-        assert_eq!(codec::wire_len(body.len()) as u64, case["frame_len"].as_u64().unwrap());
+        assert_eq!(
+            codec::wire_len(body.len()) as u64,
+            case["frame_len"].as_u64().unwrap()
+        );
         let (msgs, err) = codec::decode_all(&frame, MAX_FRAME_LEN);
         assert!(err.is_none());
         assert_eq!(msgs, vec![bytes::Bytes::from(body)]);
@@ -124,13 +156,19 @@ fn prefixes() {
     for case in v["prefixes"].as_array().unwrap() {
         let body_len = case["body_len"].as_u64().unwrap() as usize;
         if case.get("writer_error").is_some() {
-            assert!(codec::outer_len(body_len) > MAX_FRAME_LEN, "{body_len} must be refused");
+            assert!(
+                codec::outer_len(body_len) > MAX_FRAME_LEN,
+                "{body_len} must be refused"
+            );
             continue;
         }
         let mut prefix = Vec::new();
         codec::put_header(body_len, &mut prefix);
         assert_eq!(prefix, h(&case["prefix"]), "body_len {body_len}");
-        assert_eq!(codec::wire_len(body_len) as u64, case["frame_len"].as_u64().unwrap());
+        assert_eq!(
+            codec::wire_len(body_len) as u64,
+            case["frame_len"].as_u64().unwrap()
+        );
         assert!(codec::outer_len(body_len) <= MAX_FRAME_LEN);
     }
 }
@@ -190,7 +228,10 @@ fn pubkey_edge_cases() {
             Value::Null => assert!(derived.is_err(), "{name}"),
             k => assert_eq!(derived.clone().unwrap().to_vec(), h(k), "{name}"),
         }
-        if case["derive_error"].as_str().is_some_and(|e| e.contains("low order")) {
+        if case["derive_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("low order"))
+        {
             assert_eq!(derived, Err(KeyError::LowOrder), "{name}");
         }
     }

@@ -26,7 +26,10 @@ pub enum State {
 impl State {
     /// Connecting, Connected or Established.
     pub fn is_active(self) -> bool {
-        matches!(self, State::Connecting | State::Connected | State::Established)
+        matches!(
+            self,
+            State::Connecting | State::Connected | State::Established
+        )
     }
 }
 
@@ -214,7 +217,11 @@ impl Machine {
             Input::Shutdown => {
                 if self.state != State::Disconnected {
                     out.push(Output::Close);
-                    self.enter(State::Disconnected, Some(DisconnectReason::Shutdown), &mut out);
+                    self.enter(
+                        State::Disconnected,
+                        Some(DisconnectReason::Shutdown),
+                        &mut out,
+                    );
                 }
             }
         }
@@ -240,7 +247,8 @@ mod tests {
         );
         assert_eq!(m.handle(Input::DialRequested).unwrap(), vec![]);
         assert_eq!(
-            m.handle(Input::ConnectionEstablished { outbound: true }).unwrap(),
+            m.handle(Input::ConnectionEstablished { outbound: true })
+                .unwrap(),
             vec![emit(State::Connected, None)]
         );
         assert_eq!(m.is_outbound(), Some(true));
@@ -248,10 +256,17 @@ mod tests {
             m.handle(Input::HandshakeFinalized).unwrap(),
             vec![emit(State::Established, None)]
         );
-        assert_eq!(m.handle(Input::DisconnectRequested).unwrap(), vec![Output::Close]);
         assert_eq!(
-            m.handle(Input::ConnectionClosed(DisconnectReason::RemoteClosed)).unwrap(),
-            vec![emit(State::Disconnected, Some(DisconnectReason::LocalRequest))]
+            m.handle(Input::DisconnectRequested).unwrap(),
+            vec![Output::Close]
+        );
+        assert_eq!(
+            m.handle(Input::ConnectionClosed(DisconnectReason::RemoteClosed))
+                .unwrap(),
+            vec![emit(
+                State::Disconnected,
+                Some(DisconnectReason::LocalRequest)
+            )]
         );
         assert_eq!(m.is_outbound(), None);
     }
@@ -265,7 +280,10 @@ mod tests {
         m.handle(Input::DialRequested).unwrap();
         assert_eq!(
             m.handle(Input::DialFailed("refused".into())).unwrap(),
-            vec![emit(State::Disconnected, Some(DisconnectReason::DialFailed("refused".into())))]
+            vec![emit(
+                State::Disconnected,
+                Some(DisconnectReason::DialFailed("refused".into()))
+            )]
         );
     }
 

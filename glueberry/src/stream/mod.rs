@@ -89,7 +89,8 @@ impl Sessions {
             return false;
         };
         s.cipher = Some(cipher);
-        s.prepared.extend(names.iter().map(|n| Arc::<str>::from(n.as_str())));
+        s.prepared
+            .extend(names.iter().map(|n| Arc::<str>::from(n.as_str())));
         true
     }
 
@@ -193,7 +194,8 @@ pub(crate) fn accept_inbound(
                         Err(Refusal::TooMany)
                     }
                     Ok(cipher) => {
-                        let name: Arc<str> = s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
+                        let name: Arc<str> =
+                            s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
                         *s.readers.entry(name.clone()).or_default() += 1;
                         let slot = s.slots.entry(name.clone()).or_default().clone();
                         Ok((name, cipher, s.token.clone(), slot))
@@ -217,7 +219,11 @@ pub(crate) fn accept_inbound(
 }
 
 /// Opens an outbound stream for (peer, name) and starts its reader and writer.
-pub(crate) async fn open(shared: &Arc<Shared>, peer: PeerId, route: &Route) -> Result<Writer, Error> {
+pub(crate) async fn open(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    route: &Route,
+) -> Result<Writer, Error> {
     let mut control = shared.control.clone();
     let protocol = wire::protocol_id(&route.name);
     let opened = tokio::select! {

@@ -76,7 +76,10 @@ pub(super) async fn run(
         };
         if data.len() > max {
             failures += 1;
-            let error = format!("message of {} bytes exceeds the maximum of {max}", data.len());
+            let error = format!(
+                "message of {} bytes exceeds the maximum of {max}",
+                data.len()
+            );
             if too_many(&shared, failures) {
                 fault(&shared, peer, &name, error, true);
                 break End::Reset;

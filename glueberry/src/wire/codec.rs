@@ -186,12 +186,7 @@ mod tests {
         fn arbitrary_bytes_never_panic_nor_overallocate(data in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut dec = Decoder::new(1024);
             let mut buf = BytesMut::from(&data[..]);
-            loop {
-                match dec.decode(&mut buf) {
-                    Ok(Some(_)) => continue,
-                    _ => break,
-                }
-            }
+            while let Ok(Some(_)) = dec.decode(&mut buf) {}
             prop_assert!(buf.capacity() <= 2048);
         }
     }
@@ -203,7 +198,10 @@ mod tests {
         varint::put(1025, &mut buf);
         assert!(matches!(
             dec.decode(&mut buf),
-            Err(DecodeError::FrameTooLarge { len: 1025, max: 1024 })
+            Err(DecodeError::FrameTooLarge {
+                len: 1025,
+                max: 1024
+            })
         ));
         assert!(buf.capacity() < 1024);
         let mut buf = BytesMut::new();

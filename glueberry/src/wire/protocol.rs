@@ -89,9 +89,15 @@ mod tests {
 
     #[test]
     fn ids_match_go() {
-        assert_eq!(HANDSHAKE_PROTOCOL.as_ref(), "/glueberry/stream/handshake/1.0.0");
+        assert_eq!(
+            HANDSHAKE_PROTOCOL.as_ref(),
+            "/glueberry/stream/handshake/1.0.0"
+        );
         assert_eq!(protocol_id("chat").as_ref(), "/glueberry/stream/chat/1.0.0");
-        assert_eq!(protocol_id("messages").as_ref(), "/glueberry/stream/messages/1.0.0");
+        assert_eq!(
+            protocol_id("messages").as_ref(),
+            "/glueberry/stream/messages/1.0.0"
+        );
     }
 
     #[test]
@@ -99,13 +105,19 @@ mod tests {
         assert_eq!(validate_name("a-b_C9", Some(64)), Ok(()));
         assert_eq!(validate_name("blöck", Some(64)), Ok(()));
         assert_eq!(validate_name("", Some(64)), Err(NameError::Empty));
-        assert_eq!(validate_name("a/b", Some(64)), Err(NameError::InvalidChar('/')));
+        assert_eq!(
+            validate_name("a/b", Some(64)),
+            Err(NameError::InvalidChar('/'))
+        );
         assert_eq!(validate_name("a b", None), Err(NameError::InvalidChar(' ')));
         assert_eq!(
             validate_name(&"x".repeat(65), Some(64)),
             Err(NameError::TooLong { len: 65, max: 64 })
         );
         assert_eq!(validate_name(&"x".repeat(65), None), Ok(()));
-        assert_eq!(validate_encrypted_name("handshake", Some(64)), Err(NameError::Reserved));
+        assert_eq!(
+            validate_encrypted_name("handshake", Some(64)),
+            Err(NameError::Reserved)
+        );
     }
 }

@@ -57,7 +57,14 @@ mod tests {
 
     #[test]
     fn boundaries() {
-        for (v, n) in [(0u64, 1), (127, 1), (128, 2), (16383, 2), (16384, 3), (u64::MAX, 10)] {
+        for (v, n) in [
+            (0u64, 1),
+            (127, 1),
+            (128, 2),
+            (16383, 2),
+            (16384, 3),
+            (u64::MAX, 10),
+        ] {
             assert_eq!(len(v), n, "len({v})");
             let mut b = Vec::new();
             put(v, &mut b);
@@ -68,8 +75,14 @@ mod tests {
 
     #[test]
     fn overflow_rules() {
-        assert_eq!(read(&hex::decode("ffffffffffffffffff02").unwrap()), Err(Overflow));
-        assert_eq!(read(&hex::decode("ffffffffffffffffff8101").unwrap()), Err(Overflow));
+        assert_eq!(
+            read(&hex::decode("ffffffffffffffffff02").unwrap()),
+            Err(Overflow)
+        );
+        assert_eq!(
+            read(&hex::decode("ffffffffffffffffff8101").unwrap()),
+            Err(Overflow)
+        );
         assert_eq!(
             read(&hex::decode("ffffffffffffffffff01").unwrap()),
             Ok(Read::Value(u64::MAX, 10))
