@@ -1,7 +1,7 @@
 //! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, connection_limits, identify, noise, ping, tcp, yamux};
+use libp2p::{Swarm, allow_block_list, connection_limits, identify, noise, ping, tcp, yamux};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -9,10 +9,12 @@ use crate::error::Error;
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
 
-/// Everything the swarm runs: streams (ours), identify and ping (interop with go-libp2p, and
-/// round-trip times), and connection limits.
+/// Everything the swarm runs: the blacklist and connection limits (first, so they refuse before
+/// anything else sees a connection), streams (ours), identify and ping (interop with go-libp2p,
+/// round-trip times, and dead-connection detection).
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) stream: libp2p_stream::Behaviour,
     pub(crate) identify: identify::Behaviour,
@@ -36,6 +38,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         .with_dns()
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_behaviour(|key| Behaviour {
+            blocked: Default::default(),
             limits: connection_limits::Behaviour::new(limits),
             stream: libp2p_stream::Behaviour::new(),
             identify: identify::Behaviour::new(

@@ -45,8 +45,9 @@ pub mod defaults {
     pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bad frames tolerated on one stream before it is reset (Go never resets).
     pub const MAX_STREAM_FAILURES: u32 = 8;
-    /// Idle time after which a connection with no open stream is closed.
-    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Idle time after which libp2p closes a connection with no open stream. Long: glueberry
+    /// itself decides when peers go (handshake timeout, disconnect, failed pings).
+    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -219,13 +220,15 @@ impl Config {
         /// reading and the muxer pushes back on the sender: nothing is dropped. Default 1000.
         with_message_buffer_size, message_buffer_size: usize);
     setter!(
-        /// Flow control high watermark, in queued messages per (peer, stream). Default 1000.
+        /// Capacity of each (peer, stream) send queue, in messages: `send` waits when it is
+        /// full. Default 1000.
         with_high_watermark, high_watermark: usize);
     setter!(
         /// Flow control low watermark, in queued messages per (peer, stream). Default 100.
+        /// Not used yet (flow control is planned work).
         with_low_watermark, low_watermark: usize);
     setter!(
-        /// Enables flow control (default). Without it, sends still wait for queue room.
+        /// Enables flow control (default). Not used yet: sends always wait for queue room.
         with_backpressure, backpressure: bool);
     setter!(
         /// Largest plaintext message in bytes, on send and on receive, for every stream.
@@ -249,12 +252,14 @@ impl Config {
         /// Dial timeout of [`Node::connect`](crate::Node::connect). Default 30 s.
         with_dial_timeout, dial_timeout: Duration);
     setter!(
-        /// Bad frames (undecryptable bodies) tolerated on one stream before it is reset;
-        /// `None` never resets. A framing error always resets at once. Default 8.
+        /// Bad messages (undecryptable bodies, or plaintext above `max_message_size`) on one
+        /// stream before it is reset: the N-th resets it. `None` never resets. A framing error
+        /// always resets at once. Default 8.
         with_max_stream_failures, max_stream_failures: Option<u32>);
     setter!(
         /// Idle time after which libp2p closes a connection that has no open stream.
-        /// Default 60 s.
+        /// Default 24 h: connections are closed by the handshake timeout, `disconnect`, or
+        /// failed pings, not by idleness.
         with_idle_connection_timeout, idle_connection_timeout: Duration);
 
     /// The node's Ed25519 identity.
@@ -281,6 +286,20 @@ impl Config {
     /// `max_message_size` message. Checked before anything is allocated for a frame.
     pub(crate) fn max_frame_len(&self) -> usize {
         codec::outer_len(self.max_message_size + OVERHEAD)
+    }
+
+    /// The timing parameters of the peer state machines.
+    pub(crate) fn machine_params(&self) -> crate::peer::Params {
+        crate::peer::Params {
+            handshake_timeout: self.handshake_timeout,
+            cooldown: self.failed_handshake_cooldown,
+            backoff: crate::peer::Backoff {
+                base: self.reconnect_base_delay,
+                max: self.reconnect_max_delay,
+                max_attempts: self.reconnect_max_attempts,
+                jitter: 0.1,
+            },
+        }
     }
 
     /// Checks every field; [`Node::new`](crate::Node::new) calls it.

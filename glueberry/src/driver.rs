@@ -1,31 +1,39 @@
-//! The driver task: the one owner of the `Swarm` and of every peer's state machine.
+//! The driver task: the one owner of the `Swarm`, of every peer's state machine and of their
+//! timers.
 //!
 //! The node handle sends it [`Command`]s over a bounded channel and gets answers on oneshot
-//! channels; the swarm sends it `SwarmEvent`s. It never waits on anything but those two (and
-//! the shutdown token), so neither a slow subscriber nor a slow reader can stall it.
+//! channels; the swarm sends it `SwarmEvent`s; accept loops send it [`Notice`]s. It never
+//! waits on anything else, so neither a slow subscriber nor a slow reader can stall it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use futures::StreamExt as _;
 use libp2p::core::transport::ListenerId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm};
+use libp2p::swarm::{ConnectionError, ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, ping};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::time::{DelayQueue, delay_queue};
 
-use crate::behaviour::Behaviour;
+use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
 use crate::event::{ConnectionEvent, Event};
-use crate::peer::{DisconnectReason, Input, Machine, Output, State};
+use crate::peer::{
+    Change, DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer,
+};
 use crate::shared::{Shared, lock};
 use crate::stream;
 use crate::wire::{self, HANDSHAKE};
 
 /// Capacity of the command channel from node handles to the driver.
 pub(crate) const COMMAND_BUFFER: usize = 256;
+
+/// Capacity of the notice channel from accept loops to the driver.
+const NOTICE_BUFFER: usize = 256;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -40,12 +48,25 @@ pub(crate) enum Command {
         metadata: HashMap<String, String>,
         reply: Reply<()>,
     },
+    RemovePeer {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
     Connect {
         peer: PeerId,
         reply: Reply<()>,
     },
     Disconnect {
         peer: PeerId,
+        reply: Reply<()>,
+    },
+    CancelReconnection {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    Blacklist {
+        peer: PeerId,
+        blacklisted: bool,
         reply: Reply<()>,
     },
     Prepare {
@@ -60,41 +81,52 @@ pub(crate) enum Command {
     },
 }
 
-#[derive(Default)]
-struct Peer {
-    machine: Machine,
-    /// In the address book (added by the application), so it may be dialled.
-    known: Option<Known>,
-    /// `connect` calls waiting for the dial to end.
-    waiting: Vec<Reply<()>>,
+/// What an accept loop tells the driver.
+pub(crate) enum Notice {
+    /// An inbound stream that arrived before its peer's session (libp2p-stream hands streams
+    /// over from the connection task, which can be ahead of `ConnectionEstablished`).
+    Early(PeerId, String, libp2p::Stream),
+    /// The peer opened a handshake stream.
+    Handshake(PeerId),
 }
 
-struct Known {
+struct Peer {
+    machine: Machine,
+    /// The address-book entry: present for peers the application added.
+    book: Option<BookEntry>,
+    /// `connect` calls waiting for the dial to end.
+    waiting: Vec<Reply<()>>,
+    /// Established connections, oldest first.
+    conns: Vec<ConnectionId>,
+}
+
+struct BookEntry {
     addrs: Vec<Multiaddr>,
     #[allow(dead_code)] // Kept for the persistent address book.
     metadata: HashMap<String, String>,
 }
 
 struct Starting {
+    listeners: Vec<ListenerId>,
     pending: HashSet<ListenerId>,
     reply: Reply<Vec<Multiaddr>>,
 }
-
-/// An inbound stream that arrived before its peer's session: (peer, name, stream).
-type Orphan = (PeerId, String, libp2p::Stream);
-
-/// Capacity of the channel of early inbound streams from accept loops to the driver.
-const ORPHAN_BUFFER: usize = 64;
 
 pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
-    orphans: mpsc::Receiver<Orphan>,
-    orphans_tx: mpsc::Sender<Orphan>,
+    notices: mpsc::Receiver<Notice>,
+    notices_tx: mpsc::Sender<Notice>,
+    params: Params,
     peers: HashMap<PeerId, Peer>,
+    timers: DelayQueue<(PeerId, Timer)>,
+    timer_keys: HashMap<(PeerId, Timer), delay_queue::Key>,
+    /// Inputs produced while carrying out outputs (a dial that fails at once).
+    follow_ups: VecDeque<(PeerId, Input)>,
     starting: Option<Starting>,
     accepting: HashSet<String>,
+    seeds: std::collections::hash_map::RandomState,
 }
 
 impl Driver {
@@ -103,16 +135,22 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
     ) -> Self {
-        let (orphans_tx, orphans) = mpsc::channel(ORPHAN_BUFFER);
+        let (notices_tx, notices) = mpsc::channel(NOTICE_BUFFER);
+        let params = shared.config.machine_params();
         Self {
             swarm,
             shared,
             commands,
-            orphans,
-            orphans_tx,
+            notices,
+            notices_tx,
+            params,
             peers: HashMap::new(),
+            timers: DelayQueue::new(),
+            timer_keys: HashMap::new(),
+            follow_ups: VecDeque::new(),
             starting: None,
             accepting: HashSet::new(),
+            seeds: Default::default(),
         }
     }
 
@@ -127,15 +165,18 @@ impl Driver {
                     None => { token.cancel(); break }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some((peer, name, stream)) = self.orphans.recv() => self.on_orphan(peer, &name, stream),
+                Some(notice) = self.notices.recv() => self.on_notice(notice),
+                Some(expired) = self.timers.next() => {
+                    let (peer, timer) = expired.into_inner();
+                    self.timer_keys.remove(&(peer, timer));
+                    let _ = self.apply(peer, Input::TimerFired(timer));
+                }
             }
         }
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for peer in peers {
             let _ = self.apply(peer, Input::Shutdown);
-            for w in std::mem::take(&mut self.entry(peer).waiting) {
-                let _ = w.send(Err(Error::Shutdown));
-            }
+            self.fail_waiting(peer, || Error::Shutdown);
         }
         if let Some(s) = self.starting.take() {
             let _ = s.reply.send(Err(Error::Shutdown));
@@ -143,85 +184,134 @@ impl Driver {
         tracing::debug!("driver stopped");
     }
 
-    fn entry(&mut self, peer: PeerId) -> &mut Peer {
-        self.peers.entry(peer).or_default()
+    /// The peer's entry, created (unknown, Disconnected) if absent.
+    fn peer(&mut self, peer: PeerId) -> &mut Peer {
+        let params = &self.params;
+        let seeds = &self.seeds;
+        self.peers.entry(peer).or_insert_with(|| Peer {
+            machine: Machine::new(params.clone(), seeds.hash_one(peer)),
+            book: None,
+            waiting: Vec::new(),
+            conns: Vec::new(),
+        })
     }
 
-    /// Feeds the peer's state machine and carries out what it says.
-    fn apply(
-        &mut self,
-        peer: PeerId,
-        input: Input,
-    ) -> std::result::Result<(), crate::peer::state::Refused> {
-        let outputs = self.entry(peer).machine.handle(input)?;
+    fn state(&self, peer: &PeerId) -> State {
+        self.peers
+            .get(peer)
+            .map_or(State::Disconnected, |p| p.machine.state())
+    }
+
+    /// Forgets a peer that holds nothing worth keeping.
+    fn gc(&mut self, peer: PeerId) {
+        if let Some(p) = self.peers.get(&peer)
+            && p.book.is_none()
+            && p.waiting.is_empty()
+            && p.conns.is_empty()
+            && !p.machine.is_blacklisted()
+            && p.machine.state() == State::Disconnected
+        {
+            self.peers.remove(&peer);
+            lock(&self.shared.states).remove(&peer);
+        }
+    }
+
+    fn fail_waiting(&mut self, peer: PeerId, err: impl Fn() -> Error) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            for w in p.waiting.drain(..) {
+                let _ = w.send(Err(err()));
+            }
+        }
+    }
+
+    /// Feeds the peer's state machine and carries out what it says, then any follow-ups.
+    fn apply(&mut self, peer: PeerId, input: Input) -> std::result::Result<(), Refused> {
+        let first = self.apply_one(peer, input);
+        while let Some((p, i)) = self.follow_ups.pop_front() {
+            let _ = self.apply_one(p, i);
+        }
+        self.gc(peer);
+        first
+    }
+
+    fn apply_one(&mut self, peer: PeerId, input: Input) -> std::result::Result<(), Refused> {
+        let now = Instant::now();
+        let outputs = self.peer(peer).machine.handle(input, now)?;
         for output in outputs {
             match output {
                 Output::Dial => self.dial(peer),
                 Output::Close => {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
-                Output::Emit { state, reason } => self.publish(peer, state, reason),
+                Output::Arm { timer, at } => {
+                    let at = tokio::time::Instant::from_std(at);
+                    match self.timer_keys.get(&(peer, timer)) {
+                        Some(key) => self.timers.reset_at(key, at),
+                        None => {
+                            let key = self.timers.insert_at((peer, timer), at);
+                            self.timer_keys.insert((peer, timer), key);
+                        }
+                    }
+                }
+                Output::Cancel(timer) => {
+                    if let Some(key) = self.timer_keys.remove(&(peer, timer)) {
+                        self.timers.try_remove(&key);
+                    }
+                }
+                Output::Emit(change) => self.publish(peer, change),
             }
         }
         Ok(())
     }
 
-    fn publish(&mut self, peer: PeerId, state: State, reason: Option<DisconnectReason>) {
-        let outbound = self.entry(peer).machine.is_outbound();
-        let forget = state == State::Disconnected && self.entry(peer).known.is_none();
-        {
-            let mut states = lock(&self.shared.states);
-            if forget {
-                states.remove(&peer);
-            } else {
-                states.insert(peer, (state, outbound));
-            }
-        }
-        tracing::info!(%peer, %state, ?reason, "peer state");
+    fn publish(&mut self, peer: PeerId, change: Change) {
+        let outbound = self.peer(peer).machine.is_outbound();
+        let state = change.state;
+        lock(&self.shared.states).insert(peer, (state, outbound));
+        tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
         metrics::counter!("glueberry_events_emitted_total", "state" => state_label(state))
             .increment(1);
+        if state == State::Connecting && change.attempt.is_some() {
+            metrics::counter!("glueberry_reconnect_attempts_total").increment(1);
+        }
+        if matches!(
+            state,
+            State::Disconnected | State::Reconnecting | State::Cooldown
+        ) {
+            // Whatever was waiting for this dial has its answer.
+            let reason = change.reason.clone();
+            self.fail_waiting(peer, || Error::Dial {
+                peer,
+                reason: reason
+                    .as_ref()
+                    .map_or_else(|| state.to_string(), |r| r.to_string()),
+            });
+        }
         self.shared.emit(Event::Connection(ConnectionEvent {
             peer,
             state,
-            reason,
+            reason: change.reason,
+            attempt: change.attempt,
+            delay: change.delay,
             at: SystemTime::now(),
         }));
-        if forget && self.peers.get(&peer).is_some_and(|p| p.waiting.is_empty()) {
-            self.peers.remove(&peer);
-        }
     }
 
     fn dial(&mut self, peer: PeerId) {
         let addrs = self
             .peers
             .get(&peer)
-            .and_then(|p| p.known.as_ref())
-            .map(|k| k.addrs.clone())
+            .and_then(|p| p.book.as_ref())
+            .map(|b| b.addrs.clone())
             .unwrap_or_default();
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         if let Err(e) = self.swarm.dial(opts) {
-            self.dial_failed(peer, e.to_string());
-        }
-    }
-
-    fn dial_failed(&mut self, peer: PeerId, reason: String) {
-        tracing::debug!(%peer, %reason, "dial failed");
-        let _ = self.apply(peer, Input::DialFailed(reason.clone()));
-        for w in std::mem::take(&mut self.entry(peer).waiting) {
-            let _ = w.send(Err(Error::Dial {
-                peer,
-                reason: reason.clone(),
-            }));
-        }
-        if self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.known.is_none() && p.machine.state() == State::Disconnected)
-        {
-            self.peers.remove(&peer);
+            tracing::debug!(%peer, error = %e, "dial refused at once");
+            self.follow_ups
+                .push_back((peer, Input::DialFailed(e.to_string())));
         }
     }
 
@@ -234,38 +324,98 @@ impl Driver {
                 metadata,
                 reply,
             } => {
-                self.entry(peer).known = Some(Known { addrs, metadata });
+                let p = self.peer(peer);
+                p.book = Some(BookEntry { addrs, metadata });
+                p.machine.set_dialable(true);
                 let _ = reply.send(Ok(()));
             }
+            Command::RemovePeer { peer, reply } => {
+                let r = match self.peers.get_mut(&peer) {
+                    Some(p) if p.book.is_some() => {
+                        p.book = None;
+                        p.machine.set_dialable(false);
+                        // A reconnection series has nothing left to dial.
+                        if p.machine.state() == State::Reconnecting {
+                            let _ = self.apply(peer, Input::ReconnectionCancelled);
+                        }
+                        self.gc(peer);
+                        Ok(())
+                    }
+                    _ => Err(Error::UnknownPeer(peer)),
+                };
+                let _ = reply.send(r);
+            }
             Command::Connect { peer, reply } => {
-                let p = self.entry(peer);
-                if p.known.is_none() {
+                let Some(p) = self.peers.get_mut(&peer).filter(|p| p.book.is_some()) else {
                     let _ = reply.send(Err(Error::UnknownPeer(peer)));
                     return;
-                }
+                };
                 match p.machine.state() {
                     State::Connected | State::Established => {
                         let _ = reply.send(Ok(()));
                     }
                     state => {
                         p.waiting.push(reply);
-                        if self.apply(peer, Input::DialRequested).is_err() {
-                            for w in std::mem::take(&mut self.entry(peer).waiting) {
-                                let _ = w.send(Err(Error::InvalidState {
-                                    peer,
-                                    state,
-                                    operation: "connect",
-                                }));
-                            }
+                        if let Err(refused) = self.apply(peer, Input::DialRequested) {
+                            self.fail_waiting(peer, || {
+                                if refused.blacklisted {
+                                    Error::Blacklisted(peer)
+                                } else {
+                                    Error::InvalidState {
+                                        peer,
+                                        state,
+                                        operation: "connect",
+                                    }
+                                }
+                            });
                         }
                     }
                 }
             }
             Command::Disconnect { peer, reply } => {
-                let r = self
-                    .apply(peer, Input::DisconnectRequested)
-                    .map_err(|_| Error::NotConnected(peer));
+                let r = if self.peers.contains_key(&peer) {
+                    self.apply(peer, Input::DisconnectRequested)
+                        .map_err(|_| Error::NotConnected(peer))
+                } else {
+                    Err(Error::NotConnected(peer))
+                };
                 let _ = reply.send(r);
+            }
+            Command::CancelReconnection { peer, reply } => {
+                let r = if self.peers.contains_key(&peer) {
+                    self.apply(peer, Input::ReconnectionCancelled)
+                        .map_err(|refused| Error::InvalidState {
+                            peer,
+                            state: refused.state,
+                            operation: "cancel_reconnection",
+                        })
+                } else {
+                    Err(Error::InvalidState {
+                        peer,
+                        state: State::Disconnected,
+                        operation: "cancel_reconnection",
+                    })
+                };
+                let _ = reply.send(r);
+            }
+            Command::Blacklist {
+                peer,
+                blacklisted,
+                reply,
+            } => {
+                let blocked = &mut self.swarm.behaviour_mut().blocked;
+                if blacklisted {
+                    // Closes its connections at once and refuses new ones, both ways.
+                    blocked.block_peer(peer);
+                    self.peer(peer);
+                    let _ = self.apply(peer, Input::Blacklisted);
+                } else {
+                    blocked.unblock_peer(peer);
+                    if self.peers.contains_key(&peer) {
+                        let _ = self.apply(peer, Input::Unblacklisted);
+                    }
+                }
+                let _ = reply.send(Ok(()));
             }
             Command::Prepare {
                 peer,
@@ -273,8 +423,7 @@ impl Driver {
                 names,
                 reply,
             } => {
-                let state = self.state(peer);
-                let r = match state {
+                let r = match self.state(&peer) {
                     State::Connected | State::Established => {
                         if self.shared.sessions.prepare(&peer, cipher, &names) {
                             for name in &names {
@@ -285,7 +434,9 @@ impl Driver {
                             Err(Error::NotConnected(peer))
                         }
                     }
-                    State::Disconnected | State::Connecting => Err(Error::NotConnected(peer)),
+                    State::Disconnected | State::Connecting | State::Reconnecting => {
+                        Err(Error::NotConnected(peer))
+                    }
                     state => Err(Error::InvalidState {
                         peer,
                         state,
@@ -295,44 +446,38 @@ impl Driver {
                 let _ = reply.send(r);
             }
             Command::Finalize { peer, reply } => {
-                let r = match self.apply(peer, Input::HandshakeFinalized) {
-                    Ok(()) => {
-                        // The handshake stream has done its job: close our side once drained.
-                        self.shared.sessions.drop_writer(&peer, HANDSHAKE);
-                        Ok(())
+                let r = if self.peers.contains_key(&peer) {
+                    match self.apply(peer, Input::HandshakeFinalized) {
+                        Ok(()) => {
+                            // The handshake stream has done its job: close our side once drained.
+                            self.shared.sessions.drop_writer(&peer, HANDSHAKE);
+                            Ok(())
+                        }
+                        Err(refused) if refused.state == State::Disconnected => {
+                            Err(Error::NotConnected(peer))
+                        }
+                        Err(refused) => Err(Error::InvalidState {
+                            peer,
+                            state: refused.state,
+                            operation: "finalize_handshake",
+                        }),
                     }
-                    Err(refused) if refused.state == State::Disconnected => {
-                        Err(Error::NotConnected(peer))
-                    }
-                    Err(refused) => Err(Error::InvalidState {
-                        peer,
-                        state: refused.state,
-                        operation: "finalize_handshake",
-                    }),
+                } else {
+                    Err(Error::NotConnected(peer))
                 };
                 let _ = reply.send(r);
             }
         }
     }
 
-    fn state(&self, peer: PeerId) -> State {
-        self.peers
-            .get(&peer)
-            .map_or(State::Disconnected, |p| p.machine.state())
-    }
-
     fn start(&mut self, reply: Reply<Vec<Multiaddr>>) {
         self.accept(HANDSHAKE);
-        let mut pending = HashSet::new();
+        let mut listeners = Vec::new();
         for addr in self.shared.config.listen_addrs.clone() {
             match self.swarm.listen_on(addr.clone()) {
-                Ok(id) => {
-                    pending.insert(id);
-                }
+                Ok(id) => listeners.push(id),
                 Err(e) => {
-                    for id in pending {
-                        self.swarm.remove_listener(id);
-                    }
+                    self.stop_listening(&listeners);
                     let _ = reply.send(Err(Error::Listen {
                         addr,
                         reason: e.to_string(),
@@ -341,7 +486,19 @@ impl Driver {
                 }
             }
         }
-        self.starting = Some(Starting { pending, reply });
+        let pending = listeners.iter().copied().collect();
+        self.starting = Some(Starting {
+            listeners,
+            pending,
+            reply,
+        });
+    }
+
+    fn stop_listening(&mut self, listeners: &[ListenerId]) {
+        for id in listeners {
+            self.swarm.remove_listener(*id);
+        }
+        lock(&self.shared.listen_addrs).clear();
     }
 
     /// Starts the always-running accept loop of `name`'s protocol, once.
@@ -355,23 +512,60 @@ impl Driver {
                 self.accepting.insert(name.to_owned());
                 let shared = self.shared.clone();
                 let name = name.to_owned();
-                let orphans = self.orphans_tx.clone();
+                let notices = self.notices_tx.clone();
                 self.shared
                     .tracker
-                    .spawn(accept_loop(shared, name, incoming, orphans));
+                    .spawn(accept_loop(shared, name, incoming, notices));
             }
             Err(e) => tracing::error!(stream = name, error = %e, "cannot accept streams"),
         }
     }
 
-    fn on_swarm_event(&mut self, event: SwarmEvent<crate::behaviour::BehaviourEvent>) {
+    fn on_notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Early(peer, name, s) => {
+                if self.swarm.is_connected(&peer) {
+                    self.shared.sessions.open(peer, &self.shared.token);
+                    if let Some(s) = stream::accept_inbound(&self.shared, peer, &name, s) {
+                        drop(s);
+                    } else if name == HANDSHAKE {
+                        self.on_notice(Notice::Handshake(peer));
+                    }
+                    return;
+                }
+                tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
+                metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+            }
+            Notice::Handshake(peer) => {
+                // A new handshake stream on a new connection while Established: the peer
+                // restarted (its old connection may linger until it times out). Keep only the
+                // newest connection and go through the handshake again.
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                if p.machine.state() != State::Established || p.conns.len() < 2 {
+                    return;
+                }
+                let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].to_vec();
+                tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
+                for id in stale {
+                    self.swarm.close_connection(id);
+                }
+                let _ = self.apply(peer, Input::HandshakeStreamOpened);
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.peer(peer_id).conns.push(connection_id);
                 if num_established.get() == 1 {
                     self.shared.sessions.open(peer_id, &self.shared.token);
                     let _ = self.apply(
@@ -381,32 +575,52 @@ impl Driver {
                         },
                     );
                 }
-                for w in std::mem::take(&mut self.entry(peer_id).waiting) {
-                    let _ = w.send(Ok(()));
+                if matches!(self.state(&peer_id), State::Connected | State::Established) {
+                    if let Some(p) = self.peers.get_mut(&peer_id) {
+                        for w in p.waiting.drain(..) {
+                            let _ = w.send(Ok(()));
+                        }
+                    }
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 cause,
                 ..
             } => {
-                self.shared.sessions.close(&peer_id);
-                let reason = match cause {
-                    None => DisconnectReason::RemoteClosed,
-                    Some(ConnectionError::KeepAliveTimeout) => {
-                        DisconnectReason::Error("idle timeout".into())
-                    }
-                    Some(ConnectionError::IO(e)) => DisconnectReason::Error(e.to_string()),
-                };
-                let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.conns.retain(|c| *c != connection_id);
+                }
+                if num_established == 0 {
+                    self.shared.sessions.close(&peer_id);
+                    let reason = match cause {
+                        None => DisconnectReason::RemoteClosed,
+                        Some(ConnectionError::KeepAliveTimeout) => DisconnectReason::IdleTimeout,
+                        Some(ConnectionError::IO(e)) => DisconnectReason::Error(e.to_string()),
+                    };
+                    let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
                 ..
             } if !self.swarm.is_connected(&peer) => {
-                self.dial_failed(peer, error.to_string());
+                tracing::debug!(%peer, %error, "dial failed");
+                let _ = self.apply(peer, Input::DialFailed(error.to_string()));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(ping::Failure::Timeout),
+            })) => {
+                // A connection that stops answering pings is dead even if the OS has not said
+                // so: close it so that the loss is seen (and reconnection starts). Peers that
+                // do not speak ping are left alone.
+                tracing::debug!(%peer, "ping timed out, closing connection");
+                self.swarm.close_connection(connection);
             }
             SwarmEvent::NewListenAddr {
                 listener_id,
@@ -437,19 +651,6 @@ impl Driver {
         }
     }
 
-    /// An inbound stream came before the driver saw its connection: if the peer is connected,
-    /// open its session now (the `ConnectionEstablished` event is on its way).
-    fn on_orphan(&mut self, peer: PeerId, name: &str, s: libp2p::Stream) {
-        if self.swarm.is_connected(&peer) {
-            self.shared.sessions.open(peer, &self.shared.token);
-            if stream::accept_inbound(&self.shared, peer, name, s).is_none() {
-                return;
-            }
-        }
-        tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
-        metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
-    }
-
     fn listener_ready(&mut self, id: ListenerId, error: Option<String>) {
         let Some(starting) = self.starting.as_mut() else {
             return;
@@ -459,6 +660,7 @@ impl Driver {
         }
         if let Some(reason) = error {
             let s = self.starting.take().expect("checked above");
+            self.stop_listening(&s.listeners);
             let _ = s.reply.send(Err(Error::Listen {
                 addr: Multiaddr::empty(),
                 reason,
@@ -478,7 +680,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     name: String,
     mut incoming: libp2p_stream::IncomingStreams,
-    orphans: mpsc::Sender<Orphan>,
+    notices: mpsc::Sender<Notice>,
 ) {
     let token = shared.token.clone();
     loop {
@@ -488,12 +690,14 @@ async fn accept_loop(
             next = incoming.next() => next,
         };
         let Some((peer, s)) = next else { break };
-        if let Some(s) = stream::accept_inbound(&shared, peer, &name, s) {
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => break,
-                _ = orphans.send((peer, name.clone(), s)) => {}
-            }
+        let notice = match stream::accept_inbound(&shared, peer, &name, s) {
+            Some(s) => Notice::Early(peer, name.clone(), s),
+            None if name == HANDSHAKE => Notice::Handshake(peer),
+            None => continue,
+        };
+        if notices.try_send(notice).is_err() {
+            tracing::warn!(%peer, stream = name, "driver notice queue full, dropping inbound stream notice");
+            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Error {
     /// The peer is not in the address book.
     #[error("peer {0} is not in the address book; add_peer it first")]
     UnknownPeer(PeerId),
+    /// The peer is blacklisted.
+    #[error("peer {0} is blacklisted")]
+    Blacklisted(PeerId),
     /// The peer has no connection.
     #[error("peer {0} is not connected")]
     NotConnected(PeerId),

@@ -14,8 +14,13 @@ pub struct ConnectionEvent {
     pub peer: PeerId,
     /// Its new state.
     pub state: State,
-    /// Why, when `state` is [`State::Disconnected`].
+    /// Why the peer left an active state (set for Disconnected and Cooldown, and for
+    /// Reconnecting after a failed dial).
     pub reason: Option<DisconnectReason>,
+    /// During reconnection (Reconnecting, Connecting): the attempt number, from 1.
+    pub attempt: Option<u32>,
+    /// For Reconnecting: the delay before the attempt.
+    pub delay: Option<std::time::Duration>,
     /// When the node saw the change.
     pub at: SystemTime,
 }

@@ -214,8 +214,46 @@ impl Node {
         .await
     }
 
+    /// Removes `peer` from the address book: it will not be dialled or reconnected any more
+    /// (a reconnection under way stops). Its connection, if any, stays.
+    pub async fn remove_peer(&self, peer: PeerId) -> Result<()> {
+        self.request(|reply| Command::RemovePeer { peer, reply })
+            .await
+    }
+
+    /// Blacklists `peer`, whether in the address book or not: its connections close at once,
+    /// new ones are refused in both directions, and it is never reconnected.
+    pub async fn blacklist_peer(&self, peer: PeerId) -> Result<()> {
+        self.request(|reply| Command::Blacklist {
+            peer,
+            blacklisted: true,
+            reply,
+        })
+        .await
+    }
+
+    /// Takes `peer` off the blacklist. It is not reconnected by itself; call
+    /// [`connect`](Self::connect).
+    pub async fn unblacklist_peer(&self, peer: PeerId) -> Result<()> {
+        self.request(|reply| Command::Blacklist {
+            peer,
+            blacklisted: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the reconnection of a Reconnecting peer: it goes Disconnected.
+    pub async fn cancel_reconnection(&self, peer: PeerId) -> Result<()> {
+        self.check_running()?;
+        self.request(|reply| Command::CancelReconnection { peer, reply })
+            .await
+    }
+
     /// Dials a peer of the address book and returns once connected (state Connected), or with
-    /// the dial error. Returns at once if the peer is already connected.
+    /// the dial error. Returns at once if the peer is already connected. If the dial fails,
+    /// the node goes on reconnecting by itself (state Reconnecting) while this returns the
+    /// error.
     pub async fn connect(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         let timeout = self.shared().config.dial_timeout;

@@ -1,25 +1,31 @@
-//! The per-peer connection state machine, sans-IO: fed inputs, it returns what to do.
+//! The per-peer connection state machine, sans-IO: fed inputs and `Instant`s, it returns what
+//! to do (dial, close, arm or cancel a timer, emit an event).
 //!
-//! It knows nothing of sockets, tasks or clocks; the driver feeds it what the swarm and the
-//! API report and carries out its outputs. The same state and input always give the same
-//! outputs, and every state change gives exactly one [`Output::Emit`].
+//! It reads no clock and touches no socket: the driver feeds it what the swarm and the API
+//! report and carries out its outputs, and tests feed it virtual time. The same state and
+//! input always give the same outputs; every state change gives exactly one
+//! [`Output::Emit`]; each state's timer is armed when the state is entered and cancelled when
+//! it is left. `docs/lifecycle.md` has the transition table.
 
 use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::backoff::Backoff;
 
 /// Where a peer is in its connection lifecycle (the six states of Go Glueberry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum State {
-    /// No connection.
+    /// No connection, nothing planned.
     Disconnected,
-    /// We are dialling.
+    /// A dial is under way.
     Connecting,
-    /// Connected; the application's handshake has not finished.
+    /// Connected; the application's handshake has not been finalized. The handshake timer runs.
     Connected,
     /// The handshake was finalized: encrypted streams are in use.
     Established,
-    /// Waiting to dial again after a loss (lifecycle work, not reached yet).
+    /// Waiting for the next reconnection attempt. The reconnect timer runs.
     Reconnecting,
-    /// Refusing the peer for a while after a failed handshake (lifecycle work, not reached yet).
+    /// Refusing the peer for a while after a handshake timeout. The cooldown timer runs.
     Cooldown,
 }
 
@@ -31,6 +37,16 @@ impl State {
             State::Connecting | State::Connected | State::Established
         )
     }
+
+    /// The timer that runs in this state, if any.
+    pub fn timer(self) -> Option<Timer> {
+        match self {
+            State::Connected => Some(Timer::Handshake),
+            State::Reconnecting => Some(Timer::Reconnect),
+            State::Cooldown => Some(Timer::Cooldown),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for State {
@@ -39,18 +55,26 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a peer went [`State::Disconnected`].
+/// Why a peer left an active state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum DisconnectReason {
     /// The remote closed the connection cleanly.
     RemoteClosed,
-    /// The connection failed: reset, I/O error or keep-alive timeout.
+    /// The connection failed: reset or I/O error.
     Error(String),
-    /// This node called `disconnect`.
+    /// The connection was idle too long.
+    IdleTimeout,
+    /// This node called `disconnect` or `cancel_reconnection`.
     LocalRequest,
-    /// The dial failed.
+    /// The handshake was not finalized in time.
+    HandshakeTimeout,
+    /// The peer was blacklisted.
+    Blacklisted,
+    /// A dial failed.
     DialFailed(String),
+    /// Every reconnection attempt failed; the last error is given.
+    ReconnectExhausted(String),
     /// This node is shutting down.
     Shutdown,
 }
@@ -60,11 +84,28 @@ impl fmt::Display for DisconnectReason {
         match self {
             DisconnectReason::RemoteClosed => f.write_str("remote closed the connection"),
             DisconnectReason::Error(e) => write!(f, "connection error: {e}"),
-            DisconnectReason::LocalRequest => f.write_str("disconnect requested locally"),
+            DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
+            DisconnectReason::LocalRequest => f.write_str("closed on local request"),
+            DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
+            DisconnectReason::Blacklisted => f.write_str("peer blacklisted"),
             DisconnectReason::DialFailed(e) => write!(f, "dial failed: {e}"),
+            DisconnectReason::ReconnectExhausted(e) => {
+                write!(f, "reconnection attempts exhausted (last: {e})")
+            }
             DisconnectReason::Shutdown => f.write_str("node shutting down"),
         }
     }
+}
+
+/// The timers a peer can have; at most one runs at a time (the current state's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Connected too long without a finalized handshake.
+    Handshake,
+    /// End of the cooldown.
+    Cooldown,
+    /// Next reconnection attempt.
+    Reconnect,
 }
 
 /// What happened to the peer.
@@ -81,10 +122,21 @@ pub enum Input {
     },
     /// The last connection to the peer closed.
     ConnectionClosed(DisconnectReason),
+    /// The peer opened a new handshake stream while Established: it restarted or lost its
+    /// state, and handshakes again.
+    HandshakeStreamOpened,
     /// The application finalized the handshake.
     HandshakeFinalized,
+    /// A timer armed by an [`Output::Arm`] fired.
+    TimerFired(Timer),
+    /// The peer was blacklisted.
+    Blacklisted,
+    /// The peer was taken off the blacklist.
+    Unblacklisted,
     /// The application asked to disconnect.
     DisconnectRequested,
+    /// The application cancelled reconnection.
+    ReconnectionCancelled,
     /// The node is shutting down.
     Shutdown,
 }
@@ -96,46 +148,95 @@ pub enum Output {
     Dial,
     /// Close every connection to the peer.
     Close,
-    /// Tell subscribers the peer entered `state`.
-    Emit {
-        /// The new state.
-        state: State,
-        /// Why, for [`State::Disconnected`].
-        reason: Option<DisconnectReason>,
+    /// Arm `timer` to fire at `at` (replacing any earlier arming of it).
+    Arm {
+        /// Which timer.
+        timer: Timer,
+        /// When it fires.
+        at: Instant,
     },
+    /// Cancel `timer`.
+    Cancel(Timer),
+    /// Tell subscribers the peer entered `state`.
+    Emit(Change),
 }
 
-/// An input that the current state does not allow.
+/// A state change, as reported to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The new state.
+    pub state: State,
+    /// Why: set when leaving an active state (and for a failed attempt).
+    pub reason: Option<DisconnectReason>,
+    /// For Connecting and Reconnecting during reconnection: the attempt number (1-based).
+    pub attempt: Option<u32>,
+    /// For Reconnecting: how long until the attempt.
+    pub delay: Option<Duration>,
+}
+
+/// An input that the current state does not allow. Nothing changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{input} is not allowed in state {state}")]
+#[error("cannot {input} in state {state}")]
 pub struct Refused {
     /// The state.
     pub state: State,
-    /// The input, named.
+    /// The input, named as the operation the application attempted.
     pub input: &'static str,
+    /// Whether the peer is blacklisted (the reason for refusing a connect).
+    pub blacklisted: bool,
+}
+
+/// The timing parameters of the machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Handshake timeout from Connected; `None` disables it.
+    pub handshake_timeout: Option<Duration>,
+    /// Cooldown after a handshake timeout.
+    pub cooldown: Duration,
+    /// Reconnection schedule.
+    pub backoff: Backoff,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Some(Duration::from_secs(30)),
+            cooldown: Duration::from_secs(60),
+            backoff: Backoff::default(),
+        }
+    }
 }
 
 /// One peer's state machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
+    params: Params,
     state: State,
     outbound: Option<bool>,
     closing_locally: bool,
-}
-
-impl Default for Machine {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Reconnection attempts made in the current series.
+    attempt: u32,
+    /// Whether the peer can be dialled (it is in the address book): only such peers are
+    /// reconnected.
+    dialable: bool,
+    blacklisted: bool,
+    /// xorshift64* state for jitter: deterministic for a given seed.
+    rng: u64,
 }
 
 impl Machine {
-    /// A peer we know nothing of: Disconnected.
-    pub fn new() -> Self {
+    /// A Disconnected peer. `seed` drives the jitter, so that two machines with the same seed
+    /// and inputs behave identically.
+    pub fn new(params: Params, seed: u64) -> Self {
         Self {
+            params,
             state: State::Disconnected,
             outbound: None,
             closing_locally: false,
+            attempt: 0,
+            dialable: false,
+            blacklisted: false,
+            rng: seed | 1,
         }
     }
 
@@ -149,79 +250,289 @@ impl Machine {
         self.outbound
     }
 
-    fn enter(&mut self, state: State, reason: Option<DisconnectReason>, out: &mut Vec<Output>) {
-        debug_assert_ne!(self.state, state);
-        self.state = state;
-        if state == State::Disconnected {
-            self.outbound = None;
-            self.closing_locally = false;
-        }
-        out.push(Output::Emit { state, reason });
+    /// Whether the peer is blacklisted.
+    pub fn is_blacklisted(&self) -> bool {
+        self.blacklisted
     }
 
-    /// Feeds one input; returns the outputs, or why the input is refused (then nothing
-    /// changed).
-    pub fn handle(&mut self, input: Input) -> Result<Vec<Output>, Refused> {
+    /// Whether the peer may be dialled and reconnected (it is in the address book). This
+    /// changes no state and emits nothing.
+    pub fn set_dialable(&mut self, dialable: bool) {
+        self.dialable = dialable;
+    }
+
+    /// Whether the peer is dialable.
+    pub fn is_dialable(&self) -> bool {
+        self.dialable
+    }
+
+    /// Reconnection attempts made in the current series.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn unit(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11; // 53 random bits
+        (r as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    fn change(state: State) -> Change {
+        Change {
+            state,
+            reason: None,
+            attempt: None,
+            delay: None,
+        }
+    }
+
+    /// Moves to `change.state`: cancels the old state's timer, arms the new state's, emits.
+    /// `timer_delay` is the delay of the new state's timer.
+    fn enter(
+        &mut self,
+        change: Change,
+        timer_delay: Option<Duration>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        debug_assert_ne!(self.state, change.state);
+        if let Some(t) = self.state.timer() {
+            out.push(Output::Cancel(t));
+        }
+        self.state = change.state;
+        match change.state {
+            State::Disconnected | State::Cooldown | State::Reconnecting => {
+                self.outbound = None;
+                self.closing_locally = false;
+            }
+            _ => {}
+        }
+        if let (Some(t), Some(d)) = (self.state.timer(), timer_delay) {
+            out.push(Output::Arm {
+                timer: t,
+                at: now + d,
+            });
+        }
+        out.push(Output::Emit(change));
+    }
+
+    fn can_reconnect(&self) -> bool {
+        self.dialable && !self.blacklisted && self.params.backoff.allows(self.attempt)
+    }
+
+    /// Enters Reconnecting with `delay` (jittered here), counting the next attempt.
+    fn reconnect(
+        &mut self,
+        reason: Option<DisconnectReason>,
+        delay: Duration,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let unit = self.unit();
+        let delay = self.params.backoff.jittered(delay, unit);
+        let change = Change {
+            state: State::Reconnecting,
+            reason,
+            attempt: Some(self.attempt + 1),
+            delay: Some(delay),
+        };
+        self.enter(change, Some(delay), now, out);
+    }
+
+    /// Feeds one input at time `now`; returns the outputs, or why the input is refused.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Result<Vec<Output>, Refused> {
         let mut out = Vec::new();
-        let refuse = |input| Refused {
-            state: self.state,
+        let refuse = |m: &Self, input| Refused {
+            state: m.state,
             input,
+            blacklisted: m.blacklisted,
         };
         match input {
-            Input::DialRequested => match self.state {
-                State::Disconnected | State::Reconnecting => {
-                    self.enter(State::Connecting, None, &mut out);
-                    out.push(Output::Dial);
+            Input::DialRequested => {
+                if self.blacklisted {
+                    return Err(refuse(self, "connect"));
                 }
-                // A dial is under way or a connection exists: nothing to do.
-                State::Connecting | State::Connected | State::Established => {}
-                State::Cooldown => return Err(refuse("connect")),
-            },
-            Input::DialFailed(reason) => {
+                match self.state {
+                    State::Disconnected | State::Reconnecting => {
+                        self.attempt = 0;
+                        self.enter(Self::change(State::Connecting), None, now, &mut out);
+                        out.push(Output::Dial);
+                    }
+                    State::Connecting | State::Connected | State::Established => {}
+                    State::Cooldown => return Err(refuse(self, "connect")),
+                }
+            }
+            Input::DialFailed(error) => {
                 if self.state == State::Connecting {
-                    self.enter(
-                        State::Disconnected,
-                        Some(DisconnectReason::DialFailed(reason)),
-                        &mut out,
-                    );
+                    if self.can_reconnect() {
+                        let delay = if self.attempt == 0 {
+                            self.params.backoff.base
+                        } else {
+                            self.params.backoff.nominal(self.attempt)
+                        };
+                        self.reconnect(
+                            Some(DisconnectReason::DialFailed(error)),
+                            delay,
+                            now,
+                            &mut out,
+                        );
+                    } else {
+                        let reason = if self.attempt > 0 {
+                            DisconnectReason::ReconnectExhausted(error)
+                        } else {
+                            DisconnectReason::DialFailed(error)
+                        };
+                        let change = Change {
+                            reason: Some(reason),
+                            ..Self::change(State::Disconnected)
+                        };
+                        self.enter(change, None, now, &mut out);
+                    }
                 }
             }
             Input::ConnectionEstablished { outbound } => match self.state {
-                State::Disconnected | State::Connecting | State::Reconnecting | State::Cooldown => {
+                _ if self.blacklisted => out.push(Output::Close),
+                // Cooldown holds for inbound connections too.
+                State::Cooldown => out.push(Output::Close),
+                State::Disconnected | State::Connecting | State::Reconnecting => {
+                    self.attempt = 0;
                     self.outbound = Some(outbound);
-                    self.enter(State::Connected, None, &mut out);
+                    let timeout = self.params.handshake_timeout;
+                    self.enter(Self::change(State::Connected), timeout, now, &mut out);
                 }
                 State::Connected | State::Established => {}
             },
             Input::ConnectionClosed(reason) => {
-                if self.state != State::Disconnected {
-                    let reason = if self.closing_locally {
+                if matches!(self.state, State::Connected | State::Established) {
+                    let local = self.closing_locally;
+                    let reason = if local {
                         DisconnectReason::LocalRequest
                     } else {
                         reason
                     };
-                    self.enter(State::Disconnected, Some(reason), &mut out);
+                    let change = Change {
+                        reason: Some(reason.clone()),
+                        ..Self::change(State::Disconnected)
+                    };
+                    self.enter(change, None, now, &mut out);
+                    if !local && self.can_reconnect() {
+                        let delay = self.params.backoff.first_delay(&reason);
+                        self.reconnect(None, delay, now, &mut out);
+                    }
+                }
+            }
+            Input::HandshakeStreamOpened => {
+                if self.state == State::Established {
+                    let timeout = self.params.handshake_timeout;
+                    self.enter(Self::change(State::Connected), timeout, now, &mut out);
                 }
             }
             Input::HandshakeFinalized => match self.state {
-                State::Connected => self.enter(State::Established, None, &mut out),
-                _ => return Err(refuse("finalize_handshake")),
+                State::Connected => {
+                    self.enter(Self::change(State::Established), None, now, &mut out);
+                }
+                _ => return Err(refuse(self, "finalize_handshake")),
             },
+            Input::TimerFired(timer) => {
+                if self.state.timer() != Some(timer) {
+                    // A timer of a state already left: its cancellation crossed its firing.
+                    return Ok(out);
+                }
+                match timer {
+                    Timer::Handshake => {
+                        out.push(Output::Close);
+                        let change = Change {
+                            reason: Some(DisconnectReason::HandshakeTimeout),
+                            ..Self::change(State::Cooldown)
+                        };
+                        let cooldown = self.params.cooldown;
+                        self.enter(change, Some(cooldown), now, &mut out);
+                    }
+                    Timer::Cooldown => {
+                        if self.can_reconnect() {
+                            let delay = self.params.backoff.base;
+                            self.reconnect(None, delay, now, &mut out);
+                        } else {
+                            let change = Change {
+                                reason: Some(DisconnectReason::HandshakeTimeout),
+                                ..Self::change(State::Disconnected)
+                            };
+                            self.enter(change, None, now, &mut out);
+                        }
+                    }
+                    Timer::Reconnect => {
+                        self.attempt += 1;
+                        let change = Change {
+                            attempt: Some(self.attempt),
+                            ..Self::change(State::Connecting)
+                        };
+                        self.enter(change, None, now, &mut out);
+                        out.push(Output::Dial);
+                    }
+                }
+            }
+            Input::Blacklisted => {
+                self.blacklisted = true;
+                if self.state != State::Disconnected {
+                    if matches!(
+                        self.state,
+                        State::Connecting | State::Connected | State::Established
+                    ) {
+                        out.push(Output::Close);
+                    }
+                    let change = Change {
+                        reason: Some(DisconnectReason::Blacklisted),
+                        ..Self::change(State::Disconnected)
+                    };
+                    self.enter(change, None, now, &mut out);
+                }
+            }
+            Input::Unblacklisted => self.blacklisted = false,
             Input::DisconnectRequested => match self.state {
-                State::Connecting | State::Connected | State::Established => {
+                State::Connected | State::Established => {
+                    // The state changes when the swarm reports the close.
                     self.closing_locally = true;
                     out.push(Output::Close);
                 }
-                _ => return Err(refuse("disconnect")),
+                State::Connecting | State::Reconnecting | State::Cooldown => {
+                    if self.state == State::Connecting {
+                        out.push(Output::Close);
+                    }
+                    let change = Change {
+                        reason: Some(DisconnectReason::LocalRequest),
+                        ..Self::change(State::Disconnected)
+                    };
+                    self.enter(change, None, now, &mut out);
+                }
+                State::Disconnected => return Err(refuse(self, "disconnect")),
+            },
+            Input::ReconnectionCancelled => match self.state {
+                State::Reconnecting => {
+                    let change = Change {
+                        reason: Some(DisconnectReason::LocalRequest),
+                        ..Self::change(State::Disconnected)
+                    };
+                    self.enter(change, None, now, &mut out);
+                }
+                _ => return Err(refuse(self, "cancel_reconnection")),
             },
             Input::Shutdown => {
                 if self.state != State::Disconnected {
-                    out.push(Output::Close);
-                    self.enter(
-                        State::Disconnected,
-                        Some(DisconnectReason::Shutdown),
-                        &mut out,
-                    );
+                    if matches!(
+                        self.state,
+                        State::Connecting | State::Connected | State::Established
+                    ) {
+                        out.push(Output::Close);
+                    }
+                    let change = Change {
+                        reason: Some(DisconnectReason::Shutdown),
+                        ..Self::change(State::Disconnected)
+                    };
+                    self.enter(change, None, now, &mut out);
                 }
             }
         }
@@ -230,99 +541,4 @@ impl Machine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn emit(state: State, reason: Option<DisconnectReason>) -> Output {
-        Output::Emit { state, reason }
-    }
-
-    #[test]
-    fn outbound_lifecycle() {
-        let mut m = Machine::new();
-        assert_eq!(
-            m.handle(Input::DialRequested).unwrap(),
-            vec![emit(State::Connecting, None), Output::Dial]
-        );
-        assert_eq!(m.handle(Input::DialRequested).unwrap(), vec![]);
-        assert_eq!(
-            m.handle(Input::ConnectionEstablished { outbound: true })
-                .unwrap(),
-            vec![emit(State::Connected, None)]
-        );
-        assert_eq!(m.is_outbound(), Some(true));
-        assert_eq!(
-            m.handle(Input::HandshakeFinalized).unwrap(),
-            vec![emit(State::Established, None)]
-        );
-        assert_eq!(
-            m.handle(Input::DisconnectRequested).unwrap(),
-            vec![Output::Close]
-        );
-        assert_eq!(
-            m.handle(Input::ConnectionClosed(DisconnectReason::RemoteClosed))
-                .unwrap(),
-            vec![emit(
-                State::Disconnected,
-                Some(DisconnectReason::LocalRequest)
-            )]
-        );
-        assert_eq!(m.is_outbound(), None);
-    }
-
-    #[test]
-    fn refusals_change_nothing() {
-        let mut m = Machine::new();
-        assert!(m.handle(Input::HandshakeFinalized).is_err());
-        assert!(m.handle(Input::DisconnectRequested).is_err());
-        assert_eq!(m.state(), State::Disconnected);
-        m.handle(Input::DialRequested).unwrap();
-        assert_eq!(
-            m.handle(Input::DialFailed("refused".into())).unwrap(),
-            vec![emit(
-                State::Disconnected,
-                Some(DisconnectReason::DialFailed("refused".into()))
-            )]
-        );
-    }
-
-    fn input() -> impl Strategy<Value = Input> {
-        prop_oneof![
-            Just(Input::DialRequested),
-            Just(Input::DialFailed("x".into())),
-            any::<bool>().prop_map(|outbound| Input::ConnectionEstablished { outbound }),
-            Just(Input::ConnectionClosed(DisconnectReason::RemoteClosed)),
-            Just(Input::HandshakeFinalized),
-            Just(Input::DisconnectRequested),
-            Just(Input::Shutdown),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn one_event_per_state_change(inputs in proptest::collection::vec(input(), 0..64)) {
-            let mut m = Machine::new();
-            for i in inputs {
-                let before = m.state();
-                let copy = m.clone();
-                match m.handle(i.clone()) {
-                    Err(_) => prop_assert_eq!(m.state(), before),
-                    Ok(out) => {
-                        let emits: Vec<_> = out.iter().filter_map(|o| match o {
-                            Output::Emit { state, .. } => Some(*state), _ => None }).collect();
-                        if m.state() == before {
-                            prop_assert!(emits.is_empty());
-                        } else {
-                            prop_assert_eq!(emits.last().copied(), Some(m.state()));
-                        }
-                        // Deterministic: the same state and input give the same outputs.
-                        let mut again = copy;
-                        prop_assert_eq!(again.handle(i).unwrap(), out);
-                    }
-                }
-                prop_assert_eq!(m.is_outbound().is_some(), matches!(m.state(), State::Connected | State::Established));
-            }
-        }
-    }
-}
+mod tests;

@@ -40,6 +40,8 @@ pub(crate) struct Slot {
 }
 
 struct Session {
+    /// Distinguishes this session from earlier ones of the same peer.
+    id: u64,
     token: CancellationToken,
     cipher: Option<Arc<Cipher>>,
     prepared: HashSet<Arc<str>>,
@@ -49,6 +51,7 @@ struct Session {
 
 /// What a sender needs to reach the writer of a (peer, name).
 pub(crate) struct Route {
+    pub(crate) session: u64,
     pub(crate) slot: Arc<Slot>,
     pub(crate) name: Arc<str>,
     pub(crate) cipher: Option<Arc<Cipher>>,
@@ -59,12 +62,17 @@ pub(crate) struct Route {
 #[derive(Default)]
 pub(crate) struct Sessions {
     inner: Mutex<HashMap<PeerId, Session>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Sessions {
     /// The driver saw the first connection to `peer`.
     pub(crate) fn open(&self, peer: PeerId, parent: &CancellationToken) {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         lock(&self.inner).entry(peer).or_insert_with(|| Session {
+            id,
             token: parent.child_token(),
             cipher: None,
             prepared: HashSet::new(),
@@ -126,6 +134,7 @@ impl Sessions {
             }
         };
         Ok(Route {
+            session: s.id,
             slot,
             name: s.prepared.get(name).cloned().unwrap_or_else(|| name.into()),
             cipher,
@@ -135,16 +144,19 @@ impl Sessions {
 
     /// Removes `slot` if it is still the writer of (peer, name): its stream is gone, and the
     /// next send opens a new one.
-    pub(crate) fn invalidate(&self, peer: &PeerId, name: &str, slot: &Arc<Slot>) {
+    pub(crate) fn invalidate(&self, peer: &PeerId, name: &str, slot: &Slot) {
         if let Some(s) = lock(&self.inner).get_mut(peer)
-            && s.slots.get(name).is_some_and(|cur| Arc::ptr_eq(cur, slot))
+            && s.slots
+                .get(name)
+                .is_some_and(|cur| std::ptr::eq(&**cur, slot))
         {
             s.slots.remove(name);
         }
     }
 
-    fn reader_ended(&self, peer: &PeerId, name: &str) {
+    fn reader_ended(&self, peer: &PeerId, name: &str, session: u64) {
         if let Some(s) = lock(&self.inner).get_mut(peer)
+            && s.id == session
             && let Some(n) = s.readers.get_mut(name)
         {
             *n -= 1;
@@ -198,7 +210,7 @@ pub(crate) fn accept_inbound(
                             s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
                         *s.readers.entry(name.clone()).or_default() += 1;
                         let slot = s.slots.entry(name.clone()).or_default().clone();
-                        Ok((name, cipher, s.token.clone(), slot))
+                        Ok((name, cipher, s.token.clone(), slot, s.id))
                     }
                 }
             }
@@ -211,8 +223,9 @@ pub(crate) fn accept_inbound(
             metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
             // Dropping the stream resets it.
         }
-        Ok((name, cipher, token, slot)) => {
-            spawn(shared, peer, name, cipher, stream, token, slot, false);
+        Ok((name, cipher, token, slot, session)) => {
+            let ids = Ids { peer, session };
+            spawn(shared, ids, name, cipher, stream, token, &slot, false);
         }
     }
     None
@@ -224,6 +237,9 @@ pub(crate) async fn open(
     peer: PeerId,
     route: &Route,
 ) -> Result<Writer, Error> {
+    if route.token.is_cancelled() {
+        return Err(Error::NotConnected(peer));
+    }
     let mut control = shared.control.clone();
     let protocol = wire::protocol_id(&route.name);
     let opened = tokio::select! {
@@ -243,35 +259,52 @@ pub(crate) async fn open(
     {
         let mut map = lock(&shared.sessions.inner);
         match map.get_mut(&peer) {
-            Some(s) => *s.readers.entry(route.name.clone()).or_default() += 1,
-            None => return Err(Error::NotConnected(peer)),
+            // The session the route belongs to must still be the live one.
+            Some(s) if s.id == route.session && !route.token.is_cancelled() => {
+                *s.readers.entry(route.name.clone()).or_default() += 1
+            }
+            _ => return Err(Error::NotConnected(peer)),
         }
     }
+    let ids = Ids {
+        peer,
+        session: route.session,
+    };
     spawn(
         shared,
-        peer,
+        ids,
         route.name.clone(),
         route.cipher.clone(),
         stream,
         route.token.clone(),
-        route.slot.clone(),
+        &route.slot,
         true,
     )
     .ok_or_else(|| err("stream closed at once".into()))
 }
 
+/// Which peer and which of its sessions a stream task belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ids {
+    pub(crate) peer: PeerId,
+    pub(crate) session: u64,
+}
+
 /// Starts the tasks of one stream. An `opened` stream is always the writer of `slot` (the
 /// opener sets the slot); an inbound one becomes the writer only if the slot is still empty.
 /// Returns the writer, if this stream has one.
+///
+/// The tasks hold the slot weakly: once the session forgets the slot and the senders are done
+/// with it, the writer's queue closes and the writer closes the stream after draining.
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     shared: &Arc<Shared>,
-    peer: PeerId,
+    ids: Ids,
     name: Arc<str>,
     cipher: Option<Arc<Cipher>>,
     stream: Stream,
     session: CancellationToken,
-    slot: Arc<Slot>,
+    slot: &Arc<Slot>,
     opened: bool,
 ) -> Option<Writer> {
     let token = session.child_token();
@@ -279,17 +312,18 @@ fn spawn(
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
     let w = Writer { tx };
     let is_writer = opened || slot.cell.set(w.clone()).is_ok();
-    tracing::debug!(%peer, stream = &*name, opened, is_writer, "stream started");
+    tracing::debug!(peer = %ids.peer, stream = &*name, opened, is_writer, "stream started");
+    let weak = Arc::downgrade(slot);
     let idle_write = if is_writer {
         shared.tracker.spawn(writer::run(
             shared.clone(),
-            peer,
+            ids,
             name.clone(),
             cipher.clone(),
             write,
             rx,
             token.clone(),
-            slot.clone(),
+            weak.clone(),
         ));
         None
     } else {
@@ -298,12 +332,12 @@ fn spawn(
     };
     shared.tracker.spawn(reader::run(
         shared.clone(),
-        peer,
+        ids,
         name,
         cipher,
         read,
         token,
-        is_writer.then_some(slot),
+        is_writer.then_some(weak),
         idle_write,
     ));
     is_writer.then_some(w)

@@ -1,6 +1,6 @@
 //! The reader task of one stream: frames in, decrypted messages out to the shared queue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use futures::StreamExt as _;
@@ -10,12 +10,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 use tokio_util::sync::CancellationToken;
 
-use super::Slot;
+use super::{Ids, Slot};
 use crate::crypto::Cipher;
 use crate::event::{Event, StreamFault};
 use crate::message::IncomingMessage;
 use crate::shared::Shared;
-use crate::wire::Decoder;
+use crate::wire::{DecodeError, Decoder};
 
 /// Why a reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,19 +28,22 @@ enum End {
     Reset,
     /// The message queue closed (shutdown).
     QueueClosed,
+    /// Reading failed (the stream or connection was reset or closed under us).
+    Io,
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     shared: Arc<Shared>,
-    peer: PeerId,
+    ids: Ids,
     name: Arc<str>,
     cipher: Option<Arc<Cipher>>,
     read: ReadHalf<Stream>,
     token: CancellationToken,
-    slot: Option<Arc<Slot>>,
+    slot: Option<Weak<Slot>>,
     idle_write: Option<WriteHalf<Stream>>,
 ) {
+    let peer = ids.peer;
     let mut frames = FramedRead::new(read.compat(), Decoder::new(shared.max_frame_len()));
     let max = shared.config.max_message_size;
     let mut failures: u32 = 0;
@@ -52,6 +55,10 @@ pub(super) async fn run(
         };
         let mut body = match item {
             None => break End::Eof,
+            Some(Err(DecodeError::Io(e))) => {
+                tracing::debug!(%peer, stream = &*name, error = %e, "stream read failed");
+                break End::Io;
+            }
             Some(Err(e)) => {
                 fault(&shared, peer, &name, e.to_string(), true);
                 break End::Reset;
@@ -106,11 +113,11 @@ pub(super) async fn run(
         // Stops the writer too; dropping both halves resets the stream.
         token.cancel();
     }
-    if let Some(slot) = slot {
+    if let Some(slot) = slot.and_then(|w| w.upgrade()) {
         // The stream we write on is gone or half-closed: the next send opens a new one.
         shared.sessions.invalidate(&peer, &name, &slot);
     }
-    shared.sessions.reader_ended(&peer, &name);
+    shared.sessions.reader_ended(&peer, &name, ids.session);
     drop(idle_write);
 }
 

@@ -3,16 +3,16 @@
 //! It takes queued messages, encrypts each straight into one buffer (coalescing whatever is
 //! queued, up to [`COALESCE`] bytes) and writes the buffer with one write and one flush.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt as _;
 use futures::io::WriteHalf;
-use libp2p::{PeerId, Stream};
+use libp2p::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Slot;
+use super::{Ids, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
 use crate::shared::Shared;
 use crate::wire::codec;
@@ -23,15 +23,19 @@ pub(crate) const COALESCE: usize = 64 * 1024;
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     shared: Arc<Shared>,
-    peer: PeerId,
+    ids: Ids,
     name: Arc<str>,
     cipher: Option<Arc<Cipher>>,
     mut write: WriteHalf<Stream>,
     mut rx: mpsc::Receiver<Bytes>,
     token: CancellationToken,
-    slot: Arc<Slot>,
+    slot: Weak<Slot>,
 ) {
-    let mut buf = BytesMut::with_capacity(COALESCE);
+    let peer = ids.peer;
+    // Allocated on first use: an idle stream costs no buffer.
+    let mut buf = BytesMut::new();
+    // Messages taken from the queue but not known to be written.
+    let mut in_flight = 0u64;
     loop {
         let first = tokio::select! {
             biased;
@@ -47,13 +51,13 @@ pub(super) async fn run(
             }
             break;
         };
-        let mut count = 1u64;
+        in_flight = 1;
         encode(&mut buf, &first, cipher.as_deref());
         while buf.len() < COALESCE {
             match rx.try_recv() {
                 Ok(m) => {
                     encode(&mut buf, &m, cipher.as_deref());
-                    count += 1;
+                    in_flight += 1;
                 }
                 Err(_) => break,
             }
@@ -65,19 +69,22 @@ pub(super) async fn run(
         };
         if let Err(e) = written {
             tracing::debug!(%peer, stream = &*name, error = %e, "stream write failed");
-            shared.sessions.invalidate(&peer, &name, &slot);
+            if let Some(slot) = slot.upgrade() {
+                shared.sessions.invalidate(&peer, &name, &slot);
+            }
             break;
         }
-        metrics::counter!("glueberry_frames_written_total").increment(count);
+        metrics::counter!("glueberry_frames_written_total").increment(in_flight);
+        in_flight = 0;
         if buf.capacity() > 4 * COALESCE {
-            buf = BytesMut::with_capacity(COALESCE);
+            buf = BytesMut::new();
         } else {
             buf.clear();
         }
     }
-    // Whatever is still queued cannot be written any more: count it.
+    // Whatever is still queued, or was being written, may not have reached the peer: count it.
     rx.close();
-    let mut lost = 0u64;
+    let mut lost = in_flight;
     while rx.try_recv().is_ok() {
         lost += 1;
     }

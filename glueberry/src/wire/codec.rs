@@ -11,6 +11,9 @@ use super::varint;
 /// Cramberry's limit on the outer length: 64 MiB. A frame may be exactly this long.
 pub const MAX_FRAME_LEN: usize = 64 * 1024 * 1024;
 
+/// The most the decoder reserves ahead of the bytes it has.
+pub const RESERVE_STEP: usize = 64 * 1024;
+
 /// The length of the outer frame (what the outer prefix announces) for a body of `body_len`.
 pub const fn outer_len(body_len: usize) -> usize {
     varint::len(body_len as u64) + body_len
@@ -96,8 +99,9 @@ impl tokio_util::codec::Decoder for Decoder {
         }
         let total = prefix + outer as usize;
         if src.len() < total {
-            // The length is checked, so reserving it is bounded by the limit.
-            src.reserve(total - src.len());
+            // Grow with the bytes that arrive, never by what the peer merely announced: a
+            // prefix alone must not make the node allocate the whole frame.
+            src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         let mut frame = src.split_to(total);
@@ -189,6 +193,15 @@ mod tests {
             while let Ok(Some(_)) = dec.decode(&mut buf) {}
             prop_assert!(buf.capacity() <= 2048);
         }
+    }
+
+    #[test]
+    fn an_announced_length_does_not_allocate_the_frame() {
+        let mut dec = Decoder::new(MAX_FRAME_LEN);
+        let mut buf = BytesMut::new();
+        put_header(MAX_FRAME_LEN - 8, &mut buf);
+        assert!(dec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 2 * RESERVE_STEP, "{}", buf.capacity());
     }
 
     #[test]
