@@ -35,6 +35,9 @@ pub(crate) const COMMAND_BUFFER: usize = 256;
 /// Capacity of the notice channel from accept loops to the driver.
 const NOTICE_BUFFER: usize = 256;
 
+/// Longest time shutdown waits for connections and listeners to close cleanly.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 /// What a node handle asks the driver.
@@ -127,6 +130,10 @@ pub(crate) struct Driver {
     starting: Option<Starting>,
     accepting: HashSet<String>,
     seeds: std::collections::hash_map::RandomState,
+    /// Connections we are closing, with the reason to report if it was the last one.
+    closing: HashMap<ConnectionId, DisconnectReason>,
+    /// Listeners, until they report closed.
+    listeners: HashSet<ListenerId>,
 }
 
 impl Driver {
@@ -151,6 +158,8 @@ impl Driver {
             starting: None,
             accepting: HashSet::new(),
             seeds: Default::default(),
+            closing: HashMap::new(),
+            listeners: HashSet::new(),
         }
     }
 
@@ -181,7 +190,35 @@ impl Driver {
         if let Some(s) = self.starting.take() {
             let _ = s.reply.send(Err(Error::Shutdown));
         }
+        self.close_gracefully().await;
         tracing::debug!("driver stopped");
+    }
+
+    /// Closes every listener and connection and drives the swarm until they are gone (or a
+    /// short bound passes), so that peers see a clean close and ports are free on return.
+    async fn close_gracefully(&mut self) {
+        for id in self.listeners.clone() {
+            self.swarm.remove_listener(id);
+        }
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let bound = tokio::time::sleep(SHUTDOWN_DRAIN);
+        tokio::pin!(bound);
+        while !self.listeners.is_empty() || self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = &mut bound => {
+                    tracing::debug!("shutdown drain bound reached");
+                    break;
+                }
+                event = self.swarm.select_next_some() => {
+                    if let SwarmEvent::ListenerClosed { listener_id, .. } = event {
+                        self.listeners.remove(&listener_id);
+                    }
+                }
+            }
+        }
     }
 
     /// The peer's entry, created (unknown, Disconnected) if absent.
@@ -475,7 +512,10 @@ impl Driver {
         let mut listeners = Vec::new();
         for addr in self.shared.config.listen_addrs.clone() {
             match self.swarm.listen_on(addr.clone()) {
-                Ok(id) => listeners.push(id),
+                Ok(id) => {
+                    listeners.push(id);
+                    self.listeners.insert(id);
+                }
                 Err(e) => {
                     self.stop_listening(&listeners);
                     let _ = reply.send(Err(Error::Listen {
@@ -549,7 +589,12 @@ impl Driver {
                 let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].to_vec();
                 tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
                 for id in stale {
-                    self.swarm.close_connection(id);
+                    if self.swarm.close_connection(id) {
+                        self.closing.insert(
+                            id,
+                            DisconnectReason::Error("superseded by a new connection".into()),
+                        );
+                    }
                 }
                 let _ = self.apply(peer, Input::HandshakeStreamOpened);
             }
@@ -593,13 +638,10 @@ impl Driver {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.conns.retain(|c| *c != connection_id);
                 }
+                let recorded = self.closing.remove(&connection_id);
                 if num_established == 0 {
                     self.shared.sessions.close(&peer_id);
-                    let reason = match cause {
-                        None => DisconnectReason::RemoteClosed,
-                        Some(ConnectionError::KeepAliveTimeout) => DisconnectReason::IdleTimeout,
-                        Some(ConnectionError::IO(e)) => DisconnectReason::Error(e.to_string()),
-                    };
+                    let reason = recorded.unwrap_or_else(|| close_reason(cause));
                     let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
                 }
             }
@@ -620,7 +662,10 @@ impl Driver {
                 // so: close it so that the loss is seen (and reconnection starts). Peers that
                 // do not speak ping are left alone.
                 tracing::debug!(%peer, "ping timed out, closing connection");
-                self.swarm.close_connection(connection);
+                if self.swarm.close_connection(connection) {
+                    self.closing
+                        .insert(connection, DisconnectReason::Error("ping timeout".into()));
+                }
             }
             SwarmEvent::NewListenAddr {
                 listener_id,
@@ -638,6 +683,7 @@ impl Driver {
                 reason,
                 ..
             } => {
+                self.listeners.remove(&listener_id);
                 let why = match reason {
                     Ok(()) => "listener closed".to_owned(),
                     Err(e) => e.to_string(),
@@ -698,6 +744,34 @@ async fn accept_loop(
         if notices.try_send(notice).is_err() {
             tracing::warn!(%peer, stream = name, "driver notice queue full, dropping inbound stream notice");
             metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+        }
+    }
+}
+
+/// Why a connection closed, from what the swarm reports.
+fn close_reason(cause: Option<ConnectionError>) -> DisconnectReason {
+    match cause {
+        // An active close by this node; the state machine knows when it asked for one.
+        None => DisconnectReason::RemoteClosed,
+        Some(ConnectionError::KeepAliveTimeout) => DisconnectReason::IdleTimeout,
+        Some(ConnectionError::IO(e)) => {
+            // libp2p-yamux's error wraps yamux's privately; its Display is yamux's.
+            let yamux_closed = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<libp2p::yamux::Error>())
+                .is_some_and(|y| y.to_string() == yamux::ConnectionError::Closed.to_string());
+            // quinn reports a peer's close as "closed by peer" (ApplicationClosed) inside
+            // libp2p-quic's error, which is not reachable by downcasting.
+            if yamux_closed
+                || e.kind() == std::io::ErrorKind::UnexpectedEof
+                || e.to_string().contains("closed by peer")
+            {
+                DisconnectReason::RemoteClosed
+            } else if e.kind() == std::io::ErrorKind::TimedOut {
+                DisconnectReason::IdleTimeout
+            } else {
+                DisconnectReason::Error(e.to_string())
+            }
         }
     }
 }

@@ -399,7 +399,8 @@ impl Machine {
                 // Cooldown holds for inbound connections too.
                 State::Cooldown => out.push(Output::Close),
                 State::Disconnected | State::Connecting | State::Reconnecting => {
-                    self.attempt = 0;
+                    // The attempt count goes on until the handshake is finalized: a peer that
+                    // accepts and drops at once must not make reconnection endless.
                     self.outbound = Some(outbound);
                     let timeout = self.params.handshake_timeout;
                     self.enter(Self::change(State::Connected), timeout, now, &mut out);
@@ -420,7 +421,11 @@ impl Machine {
                     };
                     self.enter(change, None, now, &mut out);
                     if !local && self.can_reconnect() {
-                        let delay = self.params.backoff.first_delay(&reason);
+                        let delay = if self.attempt == 0 {
+                            self.params.backoff.first_delay(&reason)
+                        } else {
+                            self.params.backoff.nominal(self.attempt)
+                        };
                         self.reconnect(None, delay, now, &mut out);
                     }
                 }
@@ -433,6 +438,7 @@ impl Machine {
             }
             Input::HandshakeFinalized => match self.state {
                 State::Connected => {
+                    self.attempt = 0;
                     self.enter(Self::change(State::Established), None, now, &mut out);
                 }
                 _ => return Err(refuse(self, "finalize_handshake")),

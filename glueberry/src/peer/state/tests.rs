@@ -165,6 +165,36 @@ fn unlimited_attempts() {
 }
 
 #[test]
+fn a_peer_that_accepts_and_drops_does_not_reset_the_attempts() {
+    let params = Params {
+        backoff: Backoff {
+            max_attempts: Some(3),
+            ..Backoff::default()
+        },
+        ..Params::default()
+    };
+    let mut m = Machine::new(params, 3);
+    m.set_dialable(true);
+    let now = Instant::now();
+    m.handle(Input::DialRequested, now).unwrap();
+    let mut dials = 1;
+    loop {
+        m.handle(Input::ConnectionEstablished { outbound: true }, now)
+            .unwrap();
+        let out = m
+            .handle(Input::ConnectionClosed(DisconnectReason::RemoteClosed), now)
+            .unwrap();
+        if m.state() == State::Disconnected {
+            break;
+        }
+        assert!(armed_at(&out, Timer::Reconnect).is_some());
+        m.handle(Input::TimerFired(Timer::Reconnect), now).unwrap();
+        dials += 1;
+    }
+    assert_eq!(dials, 4, "one dial plus three attempts");
+}
+
+#[test]
 fn handshake_timeout_cooldown_then_reconnect() {
     let t0 = Instant::now();
     let mut m = machine(true);
@@ -333,7 +363,7 @@ proptest! {
             if m.is_blacklisted() {
                 prop_assert!(matches!(m.state(), State::Disconnected), "blacklisted in {:?}", m.state());
             }
-            if matches!(input, Input::DialRequested) || m.state() == State::Connected {
+            if matches!(input, Input::DialRequested | Input::HandshakeFinalized) {
                 dials_since_progress = u32::from(out.contains(&Output::Dial));
             }
             // Attempts bounded: one dial asked for plus at most max_attempts retries.

@@ -1,0 +1,222 @@
+//! The lifecycle with real nodes: lost connections are seen and reconnected, restarted peers
+//! are established again, handshake timeouts lead to cooldown, blacklisted peers stay out.
+
+use std::time::Duration;
+
+use glueberry::{Config, DisconnectReason, Error, Node, State};
+use glueberry_tests::*;
+
+/// Fast timers so that the lifecycle runs in well under a second.
+fn quick(t: Transport) -> Config {
+    config(t)
+        .with_reconnect_base_delay(Duration::from_millis(50))
+        .with_reconnect_max_delay(Duration::from_millis(400))
+}
+
+async fn handshake_pair(a: &Node, b: &Node) {
+    tokio::join!(
+        handshake(a, b.peer_id(), true, &["data"]),
+        handshake(b, a.peer_id(), false, &["data"])
+    );
+}
+
+async fn exchange(a: &Node, b: &Node, what: &str) {
+    a.send(b.peer_id(), "data", what.to_owned()).await.unwrap();
+    let m = within(b.messages().recv()).await.unwrap();
+    assert_eq!(m.data.as_ref(), what.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_reconnected_and_established_again() {
+    let t = Transport::Tcp;
+    let a = started(quick(t)).await;
+    let b = started(quick(t)).await;
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    connect(&a, &b).await;
+    handshake_pair(&a, &b).await;
+    exchange(&a, &b, "before").await;
+
+    // b drops the connection: a sees it, with the reason, and reconnects by itself.
+    b.disconnect(a.peer_id()).await.unwrap();
+    let e = wait_state(&mut ev, b.peer_id(), State::Disconnected).await;
+    assert_eq!(e.reason, Some(DisconnectReason::RemoteClosed));
+    let e = wait_state(&mut ev, b.peer_id(), State::Reconnecting).await;
+    assert_eq!(e.attempt, Some(1));
+    assert!(e.delay.is_some());
+    let e = wait_state(&mut ev, b.peer_id(), State::Connecting).await;
+    assert_eq!(e.attempt, Some(1));
+    wait_state(&mut ev, b.peer_id(), State::Connected).await;
+    // The application runs its handshake again, and messages flow.
+    handshake_pair(&a, &b).await;
+    wait_state(&mut ev, b.peer_id(), State::Established).await;
+    exchange(&a, &b, "after").await;
+    exchange(&b, &a, "back").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+async fn restart(t: Transport) {
+    let a = started(quick(t)).await;
+    let b_config = quick(t);
+    let b = started(b_config.clone()).await;
+    let b_addr = b.listen_addrs()[0].clone();
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    connect(&a, &b).await;
+    handshake_pair(&a, &b).await;
+    exchange(&a, &b, "first life").await;
+
+    // b stops and comes back with the same identity on the same address.
+    let b_id = b.peer_id();
+    b.shutdown().await;
+    wait_state(&mut ev, b_id, State::Disconnected).await;
+    let b = restart_on(&b_config, b_addr).await;
+    assert_eq!(b.peer_id(), b_id);
+    wait_state(&mut ev, b_id, State::Connected).await;
+    handshake_pair(&a, &b).await;
+    assert_eq!(a.connection_state(&b_id), State::Established);
+    exchange(&a, &b, "second life").await;
+    exchange(&b, &a, "hello again").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Starts a node with `config`'s identity on `addr`. The old node's UDP socket is released by
+/// quinn's endpoint task after its connections drain, a moment after shutdown returns, so
+/// binding the same port is retried (bounded) as an operator's restart would be.
+async fn restart_on(config: &Config, addr: glueberry::Multiaddr) -> Node {
+    for _ in 0..100 {
+        let node = Node::new(
+            Config::new(
+                config.keypair().clone(),
+                config.address_book_path(),
+                vec![addr.clone()],
+            )
+            .with_reconnect_base_delay(Duration::from_millis(50)),
+        )
+        .unwrap();
+        match node.start().await {
+            Ok(_) => return node,
+            Err(Error::Listen { .. }) => {
+                node.shutdown().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("could not listen on {addr} again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_restarted_peer_is_established_again() {
+    restart(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_restarted_peer_is_established_again() {
+    restart(Transport::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_timeout_cooldown_then_reconnection() {
+    let t = Transport::Tcp;
+    let a = started(
+        quick(t)
+            .with_handshake_timeout(Some(Duration::from_millis(200)))
+            .with_failed_handshake_cooldown(Duration::from_millis(300)),
+    )
+    .await;
+    let b = started(config(t).with_handshake_timeout(None)).await;
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    connect(&a, &b).await;
+    // Nobody handshakes.
+    wait_state(&mut ev, b.peer_id(), State::Connected).await;
+    let e = wait_state(&mut ev, b.peer_id(), State::Cooldown).await;
+    assert_eq!(e.reason, Some(DisconnectReason::HandshakeTimeout));
+    // During cooldown the peer may not be dialled.
+    assert!(matches!(
+        a.connect(b.peer_id()).await,
+        Err(Error::InvalidState {
+            state: State::Cooldown,
+            ..
+        })
+    ));
+    wait_state(&mut ev, b.peer_id(), State::Reconnecting).await;
+    wait_state(&mut ev, b.peer_id(), State::Connecting).await;
+    wait_state(&mut ev, b.peer_id(), State::Connected).await;
+    // This time the handshake is done in time.
+    handshake_pair(&a, &b).await;
+    assert_eq!(a.connection_state(&b.peer_id()), State::Established);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blacklisted_peer_cannot_connect_either_way() {
+    let t = Transport::Tcp;
+    let a = started(quick(t)).await;
+    let b = started(quick(t)).await;
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    let mut evb = b.subscribe_filtered(glueberry::Filter::all().peers([a.peer_id()]));
+    connect(&a, &b).await;
+    b.add_peer(a.peer_id(), a.listen_addrs(), Default::default())
+        .await
+        .unwrap();
+    handshake_pair(&a, &b).await;
+
+    // Blacklisting closes the connection at once, and no reconnection follows.
+    a.blacklist_peer(b.peer_id()).await.unwrap();
+    let e = wait_state(&mut ev, b.peer_id(), State::Disconnected).await;
+    assert_eq!(e.reason, Some(DisconnectReason::Blacklisted));
+    assert!(matches!(
+        a.connect(b.peer_id()).await,
+        Err(Error::Blacklisted(_))
+    ));
+    // b, which has a in its book, tries to reconnect and is refused every time.
+    wait_state(&mut evb, a.peer_id(), State::Disconnected).await;
+    loop {
+        let e = wait_state(&mut evb, a.peer_id(), State::Reconnecting).await;
+        if e.attempt == Some(3) {
+            break;
+        }
+    }
+    assert_eq!(a.connection_state(&b.peer_id()), State::Disconnected);
+    // a never saw b connect again.
+    while let Ok(Some(e)) = ev.try_recv() {
+        if let glueberry::Event::Connection(e) = e {
+            assert_eq!(e.state, State::Disconnected, "{e:?}");
+        }
+    }
+
+    // Off the blacklist, a can connect again.
+    b.cancel_reconnection(a.peer_id()).await.unwrap();
+    a.unblacklist_peer(b.peer_id()).await.unwrap();
+    a.connect(b.peer_id()).await.unwrap();
+    assert_eq!(a.connection_state(&b.peer_id()), State::Connected);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnection_gives_up_after_max_attempts() {
+    let t = Transport::Tcp;
+    let a = started(quick(t).with_reconnect_max_attempts(Some(3))).await;
+    let b = started(config(t)).await;
+    let b_id = b.peer_id();
+    let b_addrs = b.listen_addrs();
+    b.shutdown().await;
+    a.add_peer(b_id, b_addrs, Default::default()).await.unwrap();
+    let mut ev = a.subscribe_events();
+    assert!(matches!(a.connect(b_id).await, Err(Error::Dial { .. })));
+    for attempt in 1..=3 {
+        let e = wait_state(&mut ev, b_id, State::Reconnecting).await;
+        assert_eq!(e.attempt, Some(attempt));
+        let e = wait_state(&mut ev, b_id, State::Connecting).await;
+        assert_eq!(e.attempt, Some(attempt));
+    }
+    let e = wait_state(&mut ev, b_id, State::Disconnected).await;
+    assert!(
+        matches!(e.reason, Some(DisconnectReason::ReconnectExhausted(_))),
+        "{e:?}"
+    );
+    a.shutdown().await;
+}
