@@ -620,11 +620,11 @@ impl Driver {
                         },
                     );
                 }
-                if matches!(self.state(&peer_id), State::Connected | State::Established) {
-                    if let Some(p) = self.peers.get_mut(&peer_id) {
-                        for w in p.waiting.drain(..) {
-                            let _ = w.send(Ok(()));
-                        }
+                if matches!(self.state(&peer_id), State::Connected | State::Established)
+                    && let Some(p) = self.peers.get_mut(&peer_id)
+                {
+                    for w in p.waiting.drain(..) {
+                        let _ = w.send(Ok(()));
                     }
                 }
             }
