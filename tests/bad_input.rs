@@ -189,6 +189,70 @@ async fn encrypted_frames_on_the_wire_are_v1() {
     node.shutdown().await;
 }
 
+/// The stream ends on our side (EOF or reset): the node dropped it.
+async fn ended(s: &mut libp2p::Stream) -> bool {
+    let mut buf = [0u8; 1];
+    matches!(within(s.read(&mut buf)).await, Ok(0) | Err(_))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_names_prepared_for_another_peer_are_refused() {
+    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    // A second peer: "data" is registered (prepared for `raw`) but not for this one.
+    let mut sub = node.subscribe_events();
+    let other = RawPeer::dial(node.listen_addrs()[0].clone());
+    wait_state(&mut sub, other.peer_id, State::Connected).await;
+    let mut s = other.open(node.peer_id(), "data").await;
+    let cipher = other.cipher(&node.public_key());
+    let _ = s.write_all(&frame(&seal(&cipher, b"sneaky"))).await;
+    let _ = s.flush().await;
+    assert!(ended(&mut s).await, "the node must drop the stream");
+    still_works(&node, &raw).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_four_streams_per_name_are_read() {
+    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let cipher = raw.cipher(&node.public_key());
+    let mut kept = Vec::new();
+    for i in 0..4u8 {
+        let mut s = raw.open(node.peer_id(), "data").await;
+        s.write_all(&frame(&seal(&cipher, &[i]))).await.unwrap();
+        s.flush().await.unwrap();
+        // Each one is read: its message arrives.
+        let m = within(node.messages().recv()).await.unwrap();
+        assert_eq!(m.data.as_ref(), &[i]);
+        kept.push(s);
+    }
+    let mut fifth = raw.open(node.peer_id(), "data").await;
+    assert!(ended(&mut fifth).await, "a fifth stream is refused");
+    // The four others still work.
+    kept[3].write_all(&frame(&seal(&cipher, b"fourth"))).await.unwrap();
+    kept[3].flush().await.unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!(m.data.as_ref(), b"fourth");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalize_closes_the_handshake_stream() {
+    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let mut hs = raw.open(node.peer_id(), "handshake").await;
+    hs.write_all(&frame(&[HELLO])).await.unwrap();
+    hs.flush().await.unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!(&*m.stream, "handshake");
+    // The node answers on the same stream, then finalizes: the answer arrives, then the end.
+    node.send(raw.peer_id, "handshake", vec![COMPLETE]).await.unwrap();
+    node.finalize_handshake(raw.peer_id).await.unwrap();
+    let mut answer = [0u8; 3];
+    within(hs.read_exact(&mut answer)).await.unwrap();
+    assert_eq!(answer, [0x02, 0x01, COMPLETE]);
+    assert!(ended(&mut hs).await, "the handshake stream is closed after finalize");
+    node.shutdown().await;
+}
+
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
