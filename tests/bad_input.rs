@@ -228,7 +228,10 @@ async fn at_most_four_streams_per_name_are_read() {
     let mut fifth = raw.open(node.peer_id(), "data").await;
     assert!(ended(&mut fifth).await, "a fifth stream is refused");
     // The four others still work.
-    kept[3].write_all(&frame(&seal(&cipher, b"fourth"))).await.unwrap();
+    kept[3]
+        .write_all(&frame(&seal(&cipher, b"fourth")))
+        .await
+        .unwrap();
     kept[3].flush().await.unwrap();
     let m = within(node.messages().recv()).await.unwrap();
     assert_eq!(m.data.as_ref(), b"fourth");
@@ -244,12 +247,17 @@ async fn finalize_closes_the_handshake_stream() {
     let m = within(node.messages().recv()).await.unwrap();
     assert_eq!(&*m.stream, "handshake");
     // The node answers on the same stream, then finalizes: the answer arrives, then the end.
-    node.send(raw.peer_id, "handshake", vec![COMPLETE]).await.unwrap();
+    node.send(raw.peer_id, "handshake", vec![COMPLETE])
+        .await
+        .unwrap();
     node.finalize_handshake(raw.peer_id).await.unwrap();
     let mut answer = [0u8; 3];
     within(hs.read_exact(&mut answer)).await.unwrap();
     assert_eq!(answer, [0x02, 0x01, COMPLETE]);
-    assert!(ended(&mut hs).await, "the handshake stream is closed after finalize");
+    assert!(
+        ended(&mut hs).await,
+        "the handshake stream is closed after finalize"
+    );
     node.shutdown().await;
 }
 

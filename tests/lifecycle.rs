@@ -170,7 +170,12 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     // Proof that sends are blocked: one with a deadline gives up.
     loop {
         match a
-            .send_timeout(b.peer_id(), "data", vec![9u8; 16], std::time::Duration::from_millis(100))
+            .send_timeout(
+                b.peer_id(),
+                "data",
+                vec![9u8; 16],
+                std::time::Duration::from_millis(100),
+            )
             .await
         {
             Err(Error::Timeout { .. }) => break,
@@ -194,7 +199,10 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     for t in tasks {
         let e = within(t).await.unwrap();
         assert!(
-            matches!(e, Error::Shutdown | Error::NotConnected(_) | Error::StreamClosed { .. }),
+            matches!(
+                e,
+                Error::Shutdown | Error::NotConnected(_) | Error::StreamClosed { .. }
+            ),
             "{e:?}"
         );
     }
@@ -208,8 +216,14 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     // Subscribers saw the shutdown, then the end of the stream of events.
     let e = wait_state(&mut sub, b.peer_id(), State::Disconnected).await;
     assert_eq!(e.reason, Some(DisconnectReason::Shutdown));
-    assert!(matches!(within(sub.recv()).await, Err(glueberry::RecvError::Closed)));
-    assert!(matches!(a.send(b.peer_id(), "data", vec![1]).await, Err(Error::Shutdown)));
+    assert!(matches!(
+        within(sub.recv()).await,
+        Err(glueberry::RecvError::Closed)
+    ));
+    assert!(matches!(
+        a.send(b.peer_id(), "data", vec![1]).await,
+        Err(Error::Shutdown)
+    ));
     // A second shutdown returns at once.
     within(a.shutdown()).await;
 }

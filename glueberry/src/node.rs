@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use libp2p::identity::{PublicKey, ed25519};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{OnceCell, broadcast, mpsc, oneshot};
+use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::crypto::{Cipher, LocalKey};
 use crate::driver::{COMMAND_BUFFER, Command, Driver};
 use crate::error::{Error, Result};
+use crate::event::forwarder::Hub;
 use crate::event::{Filter, Subscription};
 use crate::message::Messages;
 use crate::peer::State;
@@ -78,7 +79,7 @@ impl Node {
         let public_key = config.keypair.public().to_bytes();
         let peer_id = *swarm.local_peer_id();
         let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
-        let (events_tx, _) = broadcast::channel(config.event_buffer_size);
+        let (events, forwarder) = Hub::new(config.event_buffer_size);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
         let shared = Arc::new(Shared {
             config,
@@ -88,10 +89,12 @@ impl Node {
             states: Default::default(),
             listen_addrs: Default::default(),
             messages: messages_tx,
-            events: std::sync::Mutex::new(Some(events_tx)),
+            events,
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            forwarder: TaskTracker::new(),
         });
+        shared.forwarder.spawn_on(forwarder, &runtime);
         let driver = Driver::new(swarm, shared.clone(), commands_rx);
         shared.tracker.spawn_on(driver.run(), &runtime);
         Ok(Self {
@@ -170,7 +173,10 @@ impl Node {
                 shared.tracker.close();
                 shared.tracker.wait().await;
                 shared.messages.close();
-                lock(&shared.events).take();
+                // Every emitter has ended: the forwarder delivers what it holds and ends.
+                shared.events.close();
+                shared.forwarder.close();
+                shared.forwarder.wait().await;
                 tracing::info!("node shut down");
             })
             .await;
@@ -302,14 +308,16 @@ impl Node {
         self.subscribe_filtered(Filter::all())
     }
 
-    /// Subscribes to the events that pass `filter`.
+    /// Subscribes to the events that pass `filter` (by peer, by state, or both).
     pub fn subscribe_filtered(&self, filter: Filter) -> Subscription {
-        let rx = match lock(&self.shared().events).as_ref() {
-            Some(tx) => tx.subscribe(),
-            // Shut down: a subscription that is closed at once.
-            None => broadcast::channel(1).1,
-        };
-        Subscription::new(rx, filter)
+        self.shared().events.subscribe(filter).1
+    }
+
+    /// Subscribes to the events that pass `filter`, and returns with it the current state of
+    /// every peer that passes it (peers not listed are Disconnected). The snapshot and the
+    /// subscription fit: no change is missed or seen twice between them.
+    pub fn subscribe_with_snapshot(&self, filter: Filter) -> (Vec<(PeerId, State)>, Subscription) {
+        self.shared().events.subscribe(filter)
     }
 
     /// First phase of the handshake: checks that `peer_public_key` (Ed25519, 32 bytes) belongs

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::crypto::LocalKey;
 use crate::event::Event;
+use crate::event::forwarder::Hub;
 use crate::message::IncomingMessage;
 use crate::peer::State;
 use crate::stream::Sessions;
@@ -31,21 +31,20 @@ pub(crate) struct Shared {
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
     /// Decoded messages, to the application. Readers wait when it is full.
     pub(crate) messages: async_channel::Sender<IncomingMessage>,
-    /// Event fan-out; `None` once shut down, so that subscriptions end.
-    pub(crate) events: Mutex<Option<broadcast::Sender<Event>>>,
+    /// Event fan-out to subscriptions, through the forwarder task.
+    pub(crate) events: Hub,
     /// Root of every task's cancellation.
     pub(crate) token: CancellationToken,
-    /// Every task the node starts.
+    /// Every task the node starts but the forwarder.
     pub(crate) tracker: TaskTracker,
+    /// The forwarder task, which ends last (after delivering the final events).
+    pub(crate) forwarder: TaskTracker,
 }
 
 impl Shared {
     /// Sends `event` to every subscription; never waits.
     pub(crate) fn emit(&self, event: Event) {
-        if let Some(tx) = lock(&self.events).as_ref() {
-            // An error only means there is no subscriber right now.
-            let _ = tx.send(event);
-        }
+        self.events.emit(event);
     }
 
     /// The limit on one outer frame.

@@ -1,9 +1,10 @@
 //! Events the node reports, and subscriptions to them.
 
+pub(crate) mod forwarder;
+
 use std::time::SystemTime;
 
 use libp2p::PeerId;
-use tokio::sync::broadcast;
 
 use crate::peer::{DisconnectReason, State};
 
@@ -87,6 +88,12 @@ impl Filter {
         self
     }
 
+    /// Whether a peer in `state` passes (for snapshots).
+    pub(crate) fn matches_state(&self, peer: &PeerId, state: State) -> bool {
+        self.peers.as_ref().is_none_or(|ps| ps.contains(peer))
+            && self.states.as_ref().is_none_or(|ss| ss.contains(&state))
+    }
+
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
         if let Some(peers) = &self.peers
@@ -105,8 +112,8 @@ impl Filter {
 /// Why [`Subscription::recv`] returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// The subscriber fell behind: this many events were overwritten before it read them.
-    /// The next `recv` continues with the oldest event still held.
+    /// The subscriber fell behind: this many events (that passed its filter) were not queued
+    /// for it. The next `recv` continues with the events that came after them.
     #[error("subscriber lagged: {0} events missed")]
     Lagged(u64),
     /// The node shut down and every event has been read.
@@ -114,50 +121,47 @@ pub enum RecvError {
     Closed,
 }
 
-/// A subscription to the node's events, from [`Node::subscribe_events`](crate::Node::subscribe_events).
+/// A subscription to the node's events, from
+/// [`Node::subscribe_events`](crate::Node::subscribe_events).
 ///
-/// Each subscription reads a bounded ring shared with the others; one that falls behind never
-/// blocks the node or the other subscribers: it gets [`RecvError::Lagged`] with the count of
-/// events it missed. Dropping it unsubscribes.
+/// Each subscription has its own bounded queue (`event_buffer_size`), filled by the node's
+/// forwarder task with the events that pass its filter. One that falls behind never blocks the
+/// node or the other subscribers: the events it has no room for are counted, and it receives
+/// [`RecvError::Lagged`] with that count where they would have been. Dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: broadcast::Receiver<Event>,
-    filter: Filter,
+    rx: tokio::sync::mpsc::Receiver<forwarder::Item>,
+    final_missed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Subscription {
-    pub(crate) fn new(rx: broadcast::Receiver<Event>, filter: Filter) -> Self {
-        Self { rx, filter }
+    /// The next event.
+    pub async fn recv(&mut self) -> Result<Event, RecvError> {
+        match self.rx.recv().await {
+            Some(forwarder::Item::Event(e)) => Ok(e),
+            Some(forwarder::Item::Lagged(n)) => Err(RecvError::Lagged(n)),
+            None => Err(self.end()),
+        }
     }
 
-    /// The next event that passes the filter.
-    pub async fn recv(&mut self) -> Result<Event, RecvError> {
-        loop {
-            match self.rx.recv().await {
-                Ok(e) if self.filter.matches(&e) => return Ok(e),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    metrics::counter!("glueberry_subscriber_lagged_events_total").increment(n);
-                    return Err(RecvError::Lagged(n));
-                }
-                Err(broadcast::error::RecvError::Closed) => return Err(RecvError::Closed),
-            }
+    fn end(&self) -> RecvError {
+        match self
+            .final_missed
+            .swap(0, std::sync::atomic::Ordering::AcqRel)
+        {
+            0 => RecvError::Closed,
+            n => RecvError::Lagged(n),
         }
     }
 
     /// The next event already queued, without waiting; `Ok(None)` when none is.
     pub fn try_recv(&mut self) -> Result<Option<Event>, RecvError> {
-        loop {
-            match self.rx.try_recv() {
-                Ok(e) if self.filter.matches(&e) => return Ok(Some(e)),
-                Ok(_) => continue,
-                Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    metrics::counter!("glueberry_subscriber_lagged_events_total").increment(n);
-                    return Err(RecvError::Lagged(n));
-                }
-                Err(broadcast::error::TryRecvError::Closed) => return Err(RecvError::Closed),
-            }
+        use tokio::sync::mpsc::error::TryRecvError;
+        match self.rx.try_recv() {
+            Ok(forwarder::Item::Event(e)) => Ok(Some(e)),
+            Ok(forwarder::Item::Lagged(n)) => Err(RecvError::Lagged(n)),
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(self.end()),
         }
     }
 }

@@ -1,0 +1,262 @@
+//! The forwarder task: fans every event out to every subscription, never waiting.
+//!
+//! Emitters (the driver, stream readers) hand events to it over a bounded queue without
+//! waiting. For each event it updates its view of peer states, then offers the event to each
+//! subscription whose filter it passes. A subscription whose queue is full is not waited for:
+//! its missed events are counted and it gets one `Lagged(n)` before its next event.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::{Event, Filter, Subscription};
+use crate::peer::State;
+use crate::shared::lock;
+
+/// What a subscription queue carries.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Event(Event),
+    Lagged(u64),
+}
+
+struct Sub {
+    filter: Filter,
+    tx: mpsc::Sender<Item>,
+    /// Events that passed the filter but found the queue full, not yet reported.
+    missed: u64,
+    /// Where a count still unreported at the end is left for the subscription to read.
+    final_missed: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    subs: Vec<Sub>,
+    /// Peer states as of the last event forwarded (for snapshots).
+    states: HashMap<PeerId, State>,
+    closed: bool,
+}
+
+/// The emitting side and the subscription registry; shared by the node's tasks.
+pub(crate) struct Hub {
+    input: Mutex<Option<mpsc::Sender<Event>>>,
+    registry: Arc<Mutex<Registry>>,
+    capacity: usize,
+}
+
+impl Hub {
+    /// A hub whose subscriptions hold `capacity` events each, and the forwarder to spawn.
+    pub(crate) fn new(capacity: usize) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(capacity.max(64) * 8);
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let hub = Self {
+            input: Mutex::new(Some(tx)),
+            registry: registry.clone(),
+            capacity,
+        };
+        (hub, run(rx, registry))
+    }
+
+    /// Hands `event` to the forwarder. Never waits: if the forwarder is that far behind, the
+    /// event is dropped, counted and logged.
+    pub(crate) fn emit(&self, event: Event) {
+        let guard = lock(&self.input);
+        let Some(tx) = guard.as_ref() else { return };
+        if let Err(TrySendError::Full(e)) = tx.try_send(event) {
+            metrics::counter!("glueberry_events_dropped_total").increment(1);
+            tracing::warn!(peer = %e.peer(), "event forwarder saturated, event dropped");
+        }
+    }
+
+    /// Registers a subscription; returns it with the states of the peers that pass `filter`,
+    /// as of the point where the subscription starts (no event is lost or repeated between).
+    pub(crate) fn subscribe(&self, filter: Filter) -> (Vec<(PeerId, State)>, Subscription) {
+        let (tx, rx) = mpsc::channel(self.capacity);
+        let mut reg = lock(&self.registry);
+        let snapshot = reg
+            .states
+            .iter()
+            .filter(|(p, s)| filter.matches_state(p, **s))
+            .map(|(p, s)| (*p, *s))
+            .collect();
+        let final_missed = Arc::new(AtomicU64::new(0));
+        if !reg.closed {
+            reg.subs.push(Sub {
+                filter,
+                tx,
+                missed: 0,
+                final_missed: final_missed.clone(),
+            });
+        }
+        (snapshot, Subscription { rx, final_missed })
+    }
+
+    /// Lets the forwarder finish: it forwards what it has, then ends every subscription.
+    pub(crate) fn close(&self) {
+        lock(&self.input).take();
+    }
+}
+
+async fn run(mut input: mpsc::Receiver<Event>, registry: Arc<Mutex<Registry>>) {
+    while let Some(event) = input.recv().await {
+        let mut reg = lock(&registry);
+        if let Event::Connection(e) = &event {
+            if e.state == State::Disconnected {
+                reg.states.remove(&e.peer);
+            } else {
+                reg.states.insert(e.peer, e.state);
+            }
+        }
+        reg.subs.retain_mut(|sub| offer(sub, &event));
+    }
+    let mut reg = lock(&registry);
+    reg.closed = true;
+    for sub in reg.subs.drain(..) {
+        sub.final_missed.store(sub.missed, Ordering::Release);
+    }
+}
+
+/// Offers `event` to one subscription; false if it is gone.
+fn offer(sub: &mut Sub, event: &Event) -> bool {
+    if !sub.filter.matches(event) {
+        return !sub.tx.is_closed();
+    }
+    if sub.missed > 0 {
+        match sub.tx.try_send(Item::Lagged(sub.missed)) {
+            Ok(()) => sub.missed = 0,
+            Err(TrySendError::Full(_)) => {
+                sub.missed += 1;
+                metrics::counter!("glueberry_subscriber_lagged_events_total").increment(1);
+                return true;
+            }
+            Err(TrySendError::Closed(_)) => return false,
+        }
+    }
+    match sub.tx.try_send(Item::Event(event.clone())) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            sub.missed += 1;
+            metrics::counter!("glueberry_subscriber_lagged_events_total").increment(1);
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::event::{ConnectionEvent, RecvError};
+
+    fn event(peer: PeerId, state: State) -> Event {
+        Event::Connection(ConnectionEvent {
+            peer,
+            state,
+            reason: None,
+            attempt: None,
+            delay: None,
+            at: SystemTime::UNIX_EPOCH,
+        })
+    }
+
+    /// Emits like `Hub::emit`, but waits for room so that the test controls every event.
+    async fn emit_all(hub: &Hub, events: impl Iterator<Item = Event>) {
+        let tx = lock(&hub.input).clone().unwrap();
+        for e in events {
+            tx.send(e).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_subscriber_delays_nobody_and_sees_its_lag() {
+        let (hub, forwarder) = Hub::new(100);
+        let forwarder = tokio::spawn(forwarder);
+        let (_, mut idle) = hub.subscribe(Filter::all());
+        let (_, mut reader) = hub.subscribe(Filter::all());
+        let peers: Vec<PeerId> = (0..10_000).map(|_| PeerId::random()).collect();
+        // The reader keeps up (it reads each batch as it comes); the idle one never reads.
+        let mut got = Vec::new();
+        for batch in peers.chunks(50) {
+            emit_all(&hub, batch.iter().map(|p| event(*p, State::Connected))).await;
+            for _ in batch {
+                got.push(reader.recv().await.unwrap().peer());
+            }
+        }
+        assert!(got == peers, "the reader got every event, in order");
+        hub.close();
+        forwarder.await.unwrap();
+        // The idle one has its first 100, then the count of what it missed, then the end.
+        for p in &peers[..100] {
+            assert_eq!(idle.recv().await.unwrap().peer(), *p);
+        }
+        assert_eq!(idle.recv().await, Err(RecvError::Lagged(9_900)));
+        assert_eq!(idle.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test]
+    async fn lag_is_reported_where_the_gap_is() {
+        let (hub, forwarder) = Hub::new(2);
+        let forwarder = tokio::spawn(forwarder);
+        let (_, mut sub) = hub.subscribe(Filter::all());
+        let p: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        emit_all(&hub, p[..4].iter().map(|p| event(*p, State::Connected))).await;
+        // Let the forwarder take them: 2 queued, 2 missed.
+        while hub.registry.lock().unwrap().subs[0].missed < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(sub.recv().await.unwrap().peer(), p[0]);
+        assert_eq!(sub.recv().await.unwrap().peer(), p[1]);
+        emit_all(&hub, p[4..].iter().map(|p| event(*p, State::Connected))).await;
+        hub.close();
+        forwarder.await.unwrap();
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged(2)));
+        assert_eq!(sub.recv().await.unwrap().peer(), p[4]);
+        // p[5] found the queue full again behind Lagged and p[4]; the count survives the end.
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged(1)));
+        assert_eq!(sub.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test]
+    async fn filters_and_snapshots() {
+        let (hub, forwarder) = Hub::new(16);
+        let forwarder = tokio::spawn(forwarder);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        emit_all(
+            &hub,
+            [event(a, State::Connected), event(b, State::Established)].into_iter(),
+        )
+        .await;
+        // Wait until the forwarder has seen both (the snapshot is taken under its lock).
+        while hub.registry.lock().unwrap().states.len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let (snap, mut only_a) = hub.subscribe(Filter::all().peers([a]));
+        assert_eq!(snap, vec![(a, State::Connected)]);
+        let (_, mut established) = hub.subscribe(Filter::all().states([State::Established]));
+        let (_, dropped) = hub.subscribe(Filter::all());
+        drop(dropped);
+        emit_all(
+            &hub,
+            [event(b, State::Disconnected), event(a, State::Established)].into_iter(),
+        )
+        .await;
+        hub.close();
+        forwarder.await.unwrap();
+        assert_eq!(only_a.recv().await.unwrap(), event(a, State::Established));
+        assert_eq!(only_a.recv().await, Err(RecvError::Closed));
+        assert_eq!(
+            established.recv().await.unwrap(),
+            event(a, State::Established)
+        );
+        assert_eq!(established.recv().await, Err(RecvError::Closed));
+        // After the end, new subscriptions are closed at once.
+        let (_, mut late) = hub.subscribe(Filter::all());
+        assert_eq!(late.recv().await, Err(RecvError::Closed));
+    }
+}
