@@ -2,7 +2,8 @@
 //! timers.
 //!
 //! The node handle sends it [`Command`]s over a bounded channel and gets answers on oneshot
-//! channels; the swarm sends it `SwarmEvent`s; accept loops send it [`Notice`]s. It never
+//! channels; the swarm sends it `SwarmEvent`s (inbound streams among them); senders ask it to
+//! open streams. It never
 //! waits on anything else, so neither a slow subscriber nor a slow reader can stall it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -18,6 +19,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, ping};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::time::{DelayQueue, delay_queue};
 
+use crate::behaviour::streams::{Inbound, OpenError};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
@@ -25,15 +27,15 @@ use crate::event::{ConnectionEvent, Event};
 use crate::peer::{
     Change, DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer,
 };
-use crate::shared::{Shared, lock};
+use crate::shared::{OpenStream, Shared, lock};
 use crate::stream;
 use crate::wire::{self, HANDSHAKE};
 
 /// Capacity of the command channel from node handles to the driver.
 pub(crate) const COMMAND_BUFFER: usize = 256;
 
-/// Capacity of the notice channel from accept loops to the driver.
-const NOTICE_BUFFER: usize = 256;
+/// Capacity of the channel of stream-open requests from senders to the driver.
+pub(crate) const OPEN_BUFFER: usize = 256;
 
 /// Longest time shutdown waits for connections and listeners to close cleanly.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
@@ -84,15 +86,6 @@ pub(crate) enum Command {
     },
 }
 
-/// What an accept loop tells the driver.
-pub(crate) enum Notice {
-    /// An inbound stream that arrived before its peer's session (libp2p-stream hands streams
-    /// over from the connection task, which can be ahead of `ConnectionEstablished`).
-    Early(PeerId, String, libp2p::Stream),
-    /// The peer opened a handshake stream.
-    Handshake(PeerId),
-}
-
 struct Peer {
     machine: Machine,
     /// The address-book entry: present for peers the application added.
@@ -119,8 +112,7 @@ pub(crate) struct Driver {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
-    notices: mpsc::Receiver<Notice>,
-    notices_tx: mpsc::Sender<Notice>,
+    opens: mpsc::Receiver<OpenStream>,
     params: Params,
     peers: HashMap<PeerId, Peer>,
     timers: DelayQueue<(PeerId, Timer)>,
@@ -128,7 +120,8 @@ pub(crate) struct Driver {
     /// Inputs produced while carrying out outputs (a dial that fails at once).
     follow_ups: VecDeque<(PeerId, Input)>,
     starting: Option<Starting>,
-    accepting: HashSet<String>,
+    /// Accepted protocols and their stream names.
+    accepting: HashMap<libp2p::StreamProtocol, String>,
     seeds: std::collections::hash_map::RandomState,
     /// Connections we are closing, with the reason to report if it was the last one.
     closing: HashMap<ConnectionId, DisconnectReason>,
@@ -141,22 +134,21 @@ impl Driver {
         swarm: Swarm<Behaviour>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
+        opens: mpsc::Receiver<OpenStream>,
     ) -> Self {
-        let (notices_tx, notices) = mpsc::channel(NOTICE_BUFFER);
         let params = shared.config.machine_params();
         Self {
             swarm,
             shared,
             commands,
-            notices,
-            notices_tx,
+            opens,
             params,
             peers: HashMap::new(),
             timers: DelayQueue::new(),
             timer_keys: HashMap::new(),
             follow_ups: VecDeque::new(),
             starting: None,
-            accepting: HashSet::new(),
+            accepting: HashMap::new(),
             seeds: Default::default(),
             closing: HashMap::new(),
             listeners: HashSet::new(),
@@ -174,7 +166,7 @@ impl Driver {
                     None => { token.cancel(); break }
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                Some(notice) = self.notices.recv() => self.on_notice(notice),
+                Some(open) = self.opens.recv() => self.on_open(open),
                 Some(expired) = self.timers.next() => {
                     let (peer, timer) = expired.into_inner();
                     self.timer_keys.remove(&(peer, timer));
@@ -541,64 +533,83 @@ impl Driver {
         lock(&self.shared.listen_addrs).clear();
     }
 
-    /// Starts the always-running accept loop of `name`'s protocol, once.
+    /// Accepts inbound streams named `name` from now on.
     fn accept(&mut self, name: &str) {
-        if self.accepting.contains(name) {
+        let protocol = wire::protocol_id(name);
+        if self.accepting.contains_key(&protocol) {
             return;
         }
-        let protocol = wire::protocol_id(name);
-        match self.shared.control.clone().accept(protocol) {
-            Ok(incoming) => {
-                self.accepting.insert(name.to_owned());
-                let shared = self.shared.clone();
-                let name = name.to_owned();
-                let notices = self.notices_tx.clone();
-                self.shared
-                    .tracker
-                    .spawn(accept_loop(shared, name, incoming, notices));
+        self.swarm.behaviour_mut().stream.accept(protocol.clone());
+        self.accepting.insert(protocol, name.to_owned());
+    }
+
+    /// Opens an outbound stream on the peer's newest connection (never dials).
+    fn on_open(&mut self, open: OpenStream) {
+        match self.peers.get(&open.peer).and_then(|p| p.conns.last()) {
+            Some(&connection) => self.swarm.behaviour_mut().stream.open(
+                open.peer,
+                connection,
+                open.protocol,
+                open.reply,
+            ),
+            None => {
+                let _ = open.reply.send(Err(OpenError::NotConnected));
             }
-            Err(e) => tracing::error!(stream = name, error = %e, "cannot accept streams"),
         }
     }
 
-    fn on_notice(&mut self, notice: Notice) {
-        match notice {
-            Notice::Early(peer, name, s) => {
-                if self.swarm.is_connected(&peer) {
-                    self.shared.sessions.open(peer, &self.shared.token);
-                    if let Some(s) = stream::accept_inbound(&self.shared, peer, &name, s) {
-                        drop(s);
-                    } else if name == HANDSHAKE {
-                        self.on_notice(Notice::Handshake(peer));
-                    }
-                    return;
-                }
-                tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
-                metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+    /// An inbound stream, negotiated for an accepted protocol.
+    fn on_inbound(&mut self, inbound: Inbound) {
+        let Inbound {
+            peer,
+            connection,
+            protocol,
+            stream: s,
+        } = inbound;
+        let Some(name) = self.accepting.get(&protocol).cloned() else {
+            return;
+        };
+        tracing::trace!(%peer, %connection, stream = name, "inbound stream");
+        let s = match stream::accept_inbound(&self.shared, peer, &name, s) {
+            None => None,
+            // Its connection is up but the peer has no session yet: open it.
+            Some(s) if self.swarm.is_connected(&peer) => {
+                self.shared.sessions.open(peer, &self.shared.token);
+                stream::accept_inbound(&self.shared, peer, &name, s)
             }
-            Notice::Handshake(peer) => {
-                // A new handshake stream on a new connection while Established: the peer
-                // restarted (its old connection may linger until it times out). Keep only the
-                // newest connection and go through the handshake again.
-                let Some(p) = self.peers.get(&peer) else {
-                    return;
-                };
-                if p.machine.state() != State::Established || p.conns.len() < 2 {
-                    return;
-                }
-                let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].to_vec();
-                tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
-                for id in stale {
-                    if self.swarm.close_connection(id) {
-                        self.closing.insert(
-                            id,
-                            DisconnectReason::Error("superseded by a new connection".into()),
-                        );
-                    }
-                }
-                let _ = self.apply(peer, Input::HandshakeStreamOpened);
+            Some(s) => Some(s),
+        };
+        if s.is_some() {
+            tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
+            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+            return;
+        }
+        if name == HANDSHAKE {
+            self.on_handshake_stream(peer);
+        }
+    }
+
+    /// A new handshake stream on a new connection while Established: the peer restarted (its
+    /// old connection may linger until it times out). Keep only the newest connection and go
+    /// through the handshake again.
+    fn on_handshake_stream(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        if p.machine.state() != State::Established || p.conns.len() < 2 {
+            return;
+        }
+        let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].to_vec();
+        tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
+        for id in stale {
+            if self.swarm.close_connection(id) {
+                self.closing.insert(
+                    id,
+                    DisconnectReason::Error("superseded by a new connection".into()),
+                );
             }
         }
+        let _ = self.apply(peer, Input::HandshakeStreamOpened);
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -653,6 +664,7 @@ impl Driver {
                 tracing::debug!(%peer, %error, "dial failed");
                 let _ = self.apply(peer, Input::DialFailed(error.to_string()));
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Stream(inbound)) => self.on_inbound(inbound),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -716,34 +728,6 @@ impl Driver {
         if starting.pending.is_empty() {
             let s = self.starting.take().expect("checked above");
             let _ = s.reply.send(Ok(lock(&self.shared.listen_addrs).clone()));
-        }
-    }
-}
-
-/// The accept loop of one protocol: always polling, because libp2p-stream drops inbound
-/// streams that find its one-slot queue full. It only hands each stream on; it never waits.
-async fn accept_loop(
-    shared: Arc<Shared>,
-    name: String,
-    mut incoming: libp2p_stream::IncomingStreams,
-    notices: mpsc::Sender<Notice>,
-) {
-    let token = shared.token.clone();
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            next = incoming.next() => next,
-        };
-        let Some((peer, s)) = next else { break };
-        let notice = match stream::accept_inbound(&shared, peer, &name, s) {
-            Some(s) => Notice::Early(peer, name.clone(), s),
-            None if name == HANDSHAKE => Notice::Handshake(peer),
-            None => continue,
-        };
-        if notices.try_send(notice).is_err() {
-            tracing::warn!(%peer, stream = name, "driver notice queue full, dropping inbound stream notice");
-            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::crypto::{Cipher, LocalKey};
-use crate::driver::{COMMAND_BUFFER, Command, Driver};
+use crate::driver::{COMMAND_BUFFER, Command, Driver, OPEN_BUFFER};
 use crate::error::{Error, Result};
 use crate::event::forwarder::Hub;
 use crate::event::{Filter, Subscription};
@@ -67,8 +67,7 @@ impl Node {
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let mut swarm = crate::behaviour::build_swarm(&config)?;
-        let control = swarm.behaviour_mut().stream.new_control();
+        let swarm = crate::behaviour::build_swarm(&config)?;
         let seed: [u8; 32] = config
             .keypair
             .secret()
@@ -81,10 +80,11 @@ impl Node {
         let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
         let (events, forwarder) = Hub::new(config.event_buffer_size);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (opens_tx, opens_rx) = mpsc::channel(OPEN_BUFFER);
         let shared = Arc::new(Shared {
             config,
             local_key,
-            control,
+            opens: opens_tx,
             sessions: Sessions::default(),
             states: Default::default(),
             listen_addrs: Default::default(),
@@ -95,7 +95,7 @@ impl Node {
             forwarder: TaskTracker::new(),
         });
         shared.forwarder.spawn_on(forwarder, &runtime);
-        let driver = Driver::new(swarm, shared.clone(), commands_rx);
+        let driver = Driver::new(swarm, shared.clone(), commands_rx, opens_rx);
         shared.tracker.spawn_on(driver.run(), &runtime);
         Ok(Self {
             inner: Arc::new(Inner {

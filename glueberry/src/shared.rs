@@ -15,15 +15,22 @@ use crate::message::IncomingMessage;
 use crate::peer::State;
 use crate::stream::Sessions;
 
+/// A request to open an outbound stream.
+pub(crate) struct OpenStream {
+    pub(crate) peer: PeerId,
+    pub(crate) protocol: libp2p::StreamProtocol,
+    pub(crate) reply: crate::behaviour::streams::OpenReply,
+}
+
 /// What every task of one node can reach. Each field has one writer, named in its doc.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) local_key: LocalKey,
-    /// Opens outbound streams; cloned by each opener.
-    pub(crate) control: libp2p_stream::Control,
+    /// Requests to open outbound streams, to the driver (which picks the connection).
+    pub(crate) opens: tokio::sync::mpsc::Sender<OpenStream>,
     /// Per-peer streams and keys. Entries are added and removed by the driver only (on the
     /// first connection up, on the last connection down); stream slots inside are added by
-    /// senders and accept loops.
+    /// senders and the driver.
     pub(crate) sessions: Sessions,
     /// Read-only view of the peers' states. Written by the driver only.
     pub(crate) states: Mutex<HashMap<PeerId, (State, Option<bool>)>>,

@@ -17,6 +17,7 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::behaviour::streams::OpenError;
 use crate::crypto::Cipher;
 use crate::error::Error;
 use crate::shared::{Shared, lock};
@@ -33,7 +34,7 @@ pub(crate) struct Writer {
 }
 
 /// The writer of one (peer, name), set once by whoever gets a stream first: the first sender
-/// (opening an outbound stream) or the accept loop (adopting an inbound one).
+/// (opening an outbound stream) or the driver (adopting an inbound one).
 #[derive(Default, Debug)]
 pub(crate) struct Slot {
     pub(crate) cell: OnceCell<Writer>,
@@ -175,12 +176,11 @@ enum Refusal {
     TooMany,
 }
 
-/// Takes an inbound stream from an accept loop: starts its reader and, if (peer, name) has no
+/// Takes an inbound stream from the driver: starts its reader and, if (peer, name) has no
 /// writer yet, makes it the writer too (so both sides use one stream, as in Go).
 ///
-/// Gives the stream back if the peer has no session yet: libp2p-stream hands streams over
-/// from the connection task, which can be ahead of the driver's `ConnectionEstablished`.
-/// The driver, which owns sessions, settles those.
+/// Gives the stream back if the peer has no session (not connected, as far as the driver has
+/// seen); the driver settles those.
 pub(crate) fn accept_inbound(
     shared: &Arc<Shared>,
     peer: PeerId,
@@ -240,19 +240,27 @@ pub(crate) async fn open(
     if route.token.is_cancelled() {
         return Err(Error::NotConnected(peer));
     }
-    let mut control = shared.control.clone();
-    let protocol = wire::protocol_id(&route.name);
-    let opened = tokio::select! {
-        _ = route.token.cancelled() => return Err(Error::NotConnected(peer)),
-        r = tokio::time::timeout(shared.config.dial_timeout, control.open_stream(peer, protocol)) => r,
-    };
     let err = |reason: String| Error::OpenStream {
         peer,
         stream: route.name.to_string(),
         reason,
     };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = crate::shared::OpenStream {
+        peer,
+        protocol: wire::protocol_id(&route.name),
+        reply,
+    };
+    let opened = tokio::select! {
+        _ = route.token.cancelled() => return Err(Error::NotConnected(peer)),
+        r = tokio::time::timeout(shared.config.dial_timeout, async {
+            shared.opens.send(request).await.map_err(|_| OpenError::NotConnected)?;
+            answer.await.unwrap_or(Err(OpenError::NotConnected))
+        }) => r,
+    };
     let stream = match opened {
         Err(_) => return Err(err("timed out".into())),
+        Ok(Err(OpenError::NotConnected)) => return Err(Error::NotConnected(peer)),
         Ok(Err(e)) => return Err(err(e.to_string())),
         Ok(Ok(s)) => s,
     };

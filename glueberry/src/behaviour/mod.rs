@@ -1,5 +1,7 @@
 //! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
 
+pub(crate) mod streams;
+
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, allow_block_list, connection_limits, identify, noise, ping, tcp, yamux};
 
@@ -16,7 +18,7 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
-    pub(crate) stream: libp2p_stream::Behaviour,
+    pub(crate) stream: streams::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
 }
@@ -40,7 +42,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         .with_behaviour(|key| Behaviour {
             blocked: Default::default(),
             limits: connection_limits::Behaviour::new(limits),
-            stream: libp2p_stream::Behaviour::new(),
+            stream: streams::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                     .with_agent_version(format!("glueberry-rs/{}", env!("CARGO_PKG_VERSION"))),
