@@ -3,8 +3,8 @@
 //!
 //! The node handle sends it [`Command`]s over a bounded channel and gets answers on oneshot
 //! channels; the swarm sends it `SwarmEvent`s (inbound streams among them); senders ask it to
-//! open streams. It never
-//! waits on anything else, so neither a slow subscriber nor a slow reader can stall it.
+//! open streams. It never waits on anything else, so neither a slow subscriber nor a slow
+//! reader can stall it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher as _;
