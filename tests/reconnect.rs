@@ -220,3 +220,54 @@ async fn reconnection_gives_up_after_max_attempts() {
     );
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dials_end_with_one_connection_established_on_both_sides() {
+    let t = Transport::Tcp;
+    for round in 0..3 {
+        let short = |c: Config| c.with_idle_connection_timeout(Duration::from_millis(100));
+        let a = started(short(quick(t))).await;
+        let b = started(short(quick(t))).await;
+        a.add_peer(b.peer_id(), b.listen_addrs(), Default::default())
+            .await
+            .unwrap();
+        b.add_peer(a.peer_id(), a.listen_addrs(), Default::default())
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(a.connect(b.peer_id()), b.connect(a.peer_id()));
+        ra.unwrap();
+        rb.unwrap();
+        // Both run the handshake; whoever speaks first, it completes.
+        handshake_pair(&a, &b).await;
+        // Both open "data" at once with their first message: neither message is lost.
+        let (sa, sb) = tokio::join!(
+            a.send(b.peer_id(), "data", format!("first from a {round}")),
+            b.send(a.peer_id(), "data", format!("first from b {round}"))
+        );
+        sa.unwrap();
+        sb.unwrap();
+        let at_b = within(b.messages().recv()).await.unwrap();
+        let at_a = within(a.messages().recv()).await.unwrap();
+        assert_eq!(at_b.data, format!("first from a {round}").as_bytes());
+        assert_eq!(at_a.data, format!("first from b {round}").as_bytes());
+        for i in 0..20 {
+            exchange(&a, &b, &format!("a{round}-{i}")).await;
+            exchange(&b, &a, &format!("b{round}-{i}")).await;
+        }
+        // Both keep the same connection: exactly one of them dialled it.
+        let (oa, ob) = (a.is_outbound(&b.peer_id()), b.is_outbound(&a.peer_id()));
+        assert!(oa.is_some() && oa != ob, "round {round}: {oa:?} {ob:?}");
+        // A duplicate, if there was one, closes once its streams are done.
+        within(async {
+            while a.connection_count(&b.peer_id()) != 1 || b.connection_count(&a.peer_id()) != 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert_eq!(a.connection_state(&b.peer_id()), State::Established);
+        assert_eq!(b.connection_state(&a.peer_id()), State::Established);
+        exchange(&a, &b, "after").await;
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+}

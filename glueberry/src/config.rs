@@ -45,9 +45,8 @@ pub mod defaults {
     pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bad frames tolerated on one stream before it is reset (Go never resets).
     pub const MAX_STREAM_FAILURES: u32 = 8;
-    /// Idle time after which libp2p closes a connection with no open stream. Long: glueberry
-    /// itself decides when peers go (handshake timeout, disconnect, failed pings).
-    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+    /// How long a retired duplicate connection stays after its last stream closed.
+    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -257,9 +256,9 @@ impl Config {
         /// always resets at once. Default 8.
         with_max_stream_failures, max_stream_failures: Option<u32>);
     setter!(
-        /// Idle time after which libp2p closes a connection that has no open stream.
-        /// Default 24 h: connections are closed by the handshake timeout, `disconnect`, or
-        /// failed pings, not by idleness.
+        /// How long a duplicate connection (both peers dialled at once; the other one is kept)
+        /// stays after its last stream closed. Connections glueberry keeps are never closed for
+        /// idleness: the handshake timeout, `disconnect` and failed pings close them. Default 10 s.
         with_idle_connection_timeout, idle_connection_timeout: Duration);
 
     /// The node's Ed25519 identity.

@@ -27,7 +27,7 @@ use crate::event::{ConnectionEvent, Event};
 use crate::peer::{
     Change, DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer,
 };
-use crate::shared::{OpenStream, Shared, lock};
+use crate::shared::{OpenStream, PeerView, Shared, lock};
 use crate::stream;
 use crate::wire::{self, HANDSHAKE};
 
@@ -93,7 +93,16 @@ struct Peer {
     /// `connect` calls waiting for the dial to end.
     waiting: Vec<Reply<()>>,
     /// Established connections, oldest first.
-    conns: Vec<ConnectionId>,
+    conns: Vec<Conn>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    id: ConnectionId,
+    /// Dialled by this node.
+    outbound: bool,
+    /// A duplicate left to close once its streams are done.
+    retired: bool,
 }
 
 struct BookEntry {
@@ -293,10 +302,74 @@ impl Driver {
         Ok(())
     }
 
+    /// The connection new streams go on: the one dialled by the smaller `PeerId` (both sides
+    /// pick the same one when both dialled at once), else the newest not retired.
+    fn keeper(&self, peer: &PeerId) -> Option<Conn> {
+        let p = self.peers.get(peer)?;
+        let we_are_smaller = *self.swarm.local_peer_id() < *peer;
+        let live = || p.conns.iter().rev().filter(|c| !c.retired);
+        live()
+            .find(|c| c.outbound == we_are_smaller)
+            .or_else(|| live().next())
+            .or_else(|| p.conns.last())
+            .copied()
+    }
+
+    /// Refreshes what `connection_state`, `is_outbound` and `connection_count` read.
+    fn refresh_view(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get(&peer) else {
+            lock(&self.shared.states).remove(&peer);
+            return;
+        };
+        let state = p.machine.state();
+        let connections = p.conns.len();
+        let outbound = match state {
+            State::Connected | State::Established => self
+                .keeper(&peer)
+                .map(|c| c.outbound)
+                .or(p.machine.is_outbound()),
+            _ => None,
+        };
+        lock(&self.shared.states).insert(
+            peer,
+            PeerView {
+                state,
+                outbound,
+                connections,
+            },
+        );
+    }
+
+    /// Both sides dialled at once: keep the connection dialled by the smaller `PeerId`, retire
+    /// the others. Writers are dropped so that new streams go on the kept connection; the old
+    /// streams drain and close from both ends, then the retired connection idles out. Nothing
+    /// sent on it is lost.
+    fn settle_duplicates(&mut self, peer: PeerId) {
+        let Some(keep) = self.keeper(&peer) else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let mut retired = Vec::new();
+        for c in p.conns.iter_mut().filter(|c| c.id != keep.id && !c.retired) {
+            c.retired = true;
+            retired.push(c.id);
+        }
+        if retired.is_empty() {
+            return;
+        }
+        tracing::debug!(%peer, kept = %keep.id, ?retired, "duplicate connections: keeping one");
+        metrics::counter!("glueberry_duplicate_connections_total").increment(retired.len() as u64);
+        for id in retired {
+            self.swarm.behaviour_mut().stream.retire(peer, id);
+        }
+        self.shared.sessions.drop_writers(&peer);
+    }
+
     fn publish(&mut self, peer: PeerId, change: Change) {
-        let outbound = self.peer(peer).machine.is_outbound();
         let state = change.state;
-        lock(&self.shared.states).insert(peer, (state, outbound));
+        self.refresh_view(peer);
         tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
         metrics::counter!("glueberry_events_emitted_total", "state" => state_label(state))
             .increment(1);
@@ -333,9 +406,13 @@ impl Driver {
             .and_then(|p| p.book.as_ref())
             .map(|b| b.addrs.clone())
             .unwrap_or_default();
+        // A fresh source port: dialling from the listen port lets two nodes that dial each
+        // other at once meet in one TCP simultaneous open, where both sides start Noise as
+        // initiator and the handshake fails.
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
+            .allocate_new_port()
             .build();
         if let Err(e) = self.swarm.dial(opts) {
             tracing::debug!(%peer, error = %e, "dial refused at once");
@@ -543,12 +620,12 @@ impl Driver {
         self.accepting.insert(protocol, name.to_owned());
     }
 
-    /// Opens an outbound stream on the peer's newest connection (never dials).
+    /// Opens an outbound stream on the connection kept for the peer (never dials).
     fn on_open(&mut self, open: OpenStream) {
-        match self.peers.get(&open.peer).and_then(|p| p.conns.last()) {
-            Some(&connection) => self.swarm.behaviour_mut().stream.open(
+        match self.keeper(&open.peer) {
+            Some(connection) => self.swarm.behaviour_mut().stream.open(
                 open.peer,
-                connection,
+                connection.id,
                 open.protocol,
                 open.reply,
             ),
@@ -599,7 +676,7 @@ impl Driver {
         if p.machine.state() != State::Established || p.conns.len() < 2 {
             return;
         }
-        let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].to_vec();
+        let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].iter().map(|c| c.id).collect();
         tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
         for id in stale {
             if self.swarm.close_connection(id) {
@@ -621,7 +698,16 @@ impl Driver {
                 num_established,
                 ..
             } => {
-                self.peer(peer_id).conns.push(connection_id);
+                self.peer(peer_id).conns.push(Conn {
+                    id: connection_id,
+                    outbound: endpoint.is_dialer(),
+                    retired: false,
+                });
+                if num_established.get() > 1
+                    && matches!(self.state(&peer_id), State::Connecting | State::Connected)
+                {
+                    self.settle_duplicates(peer_id);
+                }
                 if num_established.get() == 1 {
                     self.shared.sessions.open(peer_id, &self.shared.token);
                     let _ = self.apply(
@@ -638,6 +724,7 @@ impl Driver {
                         let _ = w.send(Ok(()));
                     }
                 }
+                self.refresh_view(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -647,13 +734,16 @@ impl Driver {
                 ..
             } => {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
-                    p.conns.retain(|c| *c != connection_id);
+                    p.conns.retain(|c| c.id != connection_id);
                 }
                 let recorded = self.closing.remove(&connection_id);
                 if num_established == 0 {
                     self.shared.sessions.close(&peer_id);
                     let reason = recorded.unwrap_or_else(|| close_reason(cause));
                     let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
+                }
+                if self.peers.contains_key(&peer_id) {
+                    self.refresh_view(peer_id);
                 }
             }
             SwarmEvent::OutgoingConnectionError {

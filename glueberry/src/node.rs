@@ -289,12 +289,24 @@ impl Node {
     pub fn connection_state(&self, peer: &PeerId) -> State {
         lock(&self.shared().states)
             .get(peer)
-            .map_or(State::Disconnected, |(s, _)| *s)
+            .map_or(State::Disconnected, |v| v.state)
     }
 
-    /// Whether the connection to `peer` was dialled by this node; `None` when not connected.
+    /// Whether the connection kept for `peer` was dialled by this node; `None` when not
+    /// Connected or Established. When both dialled at once, both nodes keep the same
+    /// connection, so exactly one of them says `true`.
     pub fn is_outbound(&self, peer: &PeerId) -> Option<bool> {
-        lock(&self.shared().states).get(peer).and_then(|(_, o)| *o)
+        lock(&self.shared().states)
+            .get(peer)
+            .and_then(|v| v.outbound)
+    }
+
+    /// The number of established libp2p connections to `peer` (a retired duplicate counts
+    /// until it has closed).
+    pub fn connection_count(&self, peer: &PeerId) -> usize {
+        lock(&self.shared().states)
+            .get(peer)
+            .map_or(0, |v| v.connections)
     }
 
     /// The shared queue of received messages, every peer and stream (handshake included).

@@ -15,6 +15,15 @@ use crate::message::IncomingMessage;
 use crate::peer::State;
 use crate::stream::Sessions;
 
+/// What the node handle can read of a peer without asking the driver.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerView {
+    pub(crate) state: State,
+    /// Direction of the connection kept, while connected.
+    pub(crate) outbound: Option<bool>,
+    pub(crate) connections: usize,
+}
+
 /// A request to open an outbound stream.
 pub(crate) struct OpenStream {
     pub(crate) peer: PeerId,
@@ -33,7 +42,7 @@ pub(crate) struct Shared {
     /// senders and the driver.
     pub(crate) sessions: Sessions,
     /// Read-only view of the peers' states. Written by the driver only.
-    pub(crate) states: Mutex<HashMap<PeerId, (State, Option<bool>)>>,
+    pub(crate) states: Mutex<HashMap<PeerId, PeerView>>,
     /// Bound listen addresses. Written by the driver only.
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
     /// Decoded messages, to the application. Readers wait when it is full.

@@ -51,6 +51,16 @@ pub(crate) struct OpenRequest {
     reply: OpenReply,
 }
 
+/// What the behaviour tells a connection's handler.
+#[derive(Debug)]
+pub(crate) enum ToHandler {
+    /// Open an outbound stream.
+    Open(OpenRequest),
+    /// This connection is a duplicate: stop keeping it alive, so that it closes once its last
+    /// stream has closed and the idle timeout has passed.
+    Retire,
+}
+
 /// What the behaviour reports to the driver.
 #[derive(Debug)]
 pub(crate) struct Inbound {
@@ -66,7 +76,7 @@ type Protocols = Arc<RwLock<Vec<StreamProtocol>>>;
 /// The stream behaviour.
 pub(crate) struct Behaviour {
     protocols: Protocols,
-    pending: VecDeque<ToSwarm<Inbound, OpenRequest>>,
+    pending: VecDeque<ToSwarm<Inbound, ToHandler>>,
 }
 
 impl Behaviour {
@@ -96,7 +106,16 @@ impl Behaviour {
         self.pending.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection),
-            event: OpenRequest { protocol, reply },
+            event: ToHandler::Open(OpenRequest { protocol, reply }),
+        });
+    }
+
+    /// Lets `connection` close once it carries no stream (see [`ToHandler::Retire`]).
+    pub(crate) fn retire(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.pending.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: ToHandler::Retire,
         });
     }
 
@@ -107,6 +126,7 @@ impl Behaviour {
             protocols: self.protocols.clone(),
             requests: VecDeque::new(),
             inbound: VecDeque::new(),
+            keep_alive: true,
         }
     }
 }
@@ -169,10 +189,13 @@ pub(crate) struct Handler {
     protocols: Protocols,
     requests: VecDeque<OpenRequest>,
     inbound: VecDeque<(Stream, StreamProtocol)>,
+    /// Glueberry decides when its connections go (handshake timeout, disconnect, failed
+    /// pings), so they are kept alive even without streams; a retired duplicate is not.
+    keep_alive: bool,
 }
 
 impl ConnectionHandler for Handler {
-    type FromBehaviour = OpenRequest;
+    type FromBehaviour = ToHandler;
     type ToBehaviour = (Stream, StreamProtocol);
     type InboundProtocol = Upgrade;
     type OutboundProtocol = Upgrade;
@@ -208,8 +231,15 @@ impl ConnectionHandler for Handler {
         Poll::Pending
     }
 
-    fn on_behaviour_event(&mut self, request: OpenRequest) {
-        self.requests.push_back(request);
+    fn connection_keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    fn on_behaviour_event(&mut self, event: ToHandler) {
+        match event {
+            ToHandler::Open(request) => self.requests.push_back(request),
+            ToHandler::Retire => self.keep_alive = false,
+        }
     }
 
     fn on_connection_event(

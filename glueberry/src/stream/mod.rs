@@ -103,6 +103,14 @@ impl Sessions {
         true
     }
 
+    /// Forgets every writer of `peer`: each closes its stream once its queue drains, and the
+    /// next send opens a new stream (on the connection the driver keeps).
+    pub(crate) fn drop_writers(&self, peer: &PeerId) {
+        if let Some(s) = lock(&self.inner).get_mut(peer) {
+            s.slots.clear();
+        }
+    }
+
     /// Forgets the writer of `name` so that its stream is closed once its queue drains.
     pub(crate) fn drop_writer(&self, peer: &PeerId, name: &str) {
         if let Some(s) = lock(&self.inner).get_mut(peer) {
