@@ -227,3 +227,58 @@ async fn shutdown_with_sends_and_reads_in_flight() {
     // A second shutdown returns at once.
     within(a.shutdown()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_refuse_the_excess() {
+    // Per IP, before the security handshake.
+    let node = started(config(Transport::Tcp).with_max_inbound_per_ip(Some(2))).await;
+    let mut sub = node.subscribe_events();
+    let addr = node.listen_addrs()[0].clone();
+    let mut first = RawPeer::dial(addr.clone());
+    first.outcome().await.unwrap();
+    wait_state(&mut sub, first.peer_id, State::Connected).await;
+    let mut second = RawPeer::dial(addr.clone());
+    second.outcome().await.unwrap();
+    wait_state(&mut sub, second.peer_id, State::Connected).await;
+    let mut third = RawPeer::dial(addr.clone());
+    assert!(
+        third.outcome().await.is_err(),
+        "a third connection from 127.0.0.1 is refused"
+    );
+    // Room again once one goes.
+    let first_id = first.peer_id;
+    drop(first);
+    wait_state(&mut sub, first_id, State::Disconnected).await;
+    let mut fourth = RawPeer::dial(addr);
+    fourth.outcome().await.unwrap();
+    node.shutdown().await;
+
+    // In total.
+    let node = started(
+        config(Transport::Tcp)
+            .with_conn_high_watermark(2)
+            .with_conn_low_watermark(1),
+    )
+    .await;
+    let addr = node.listen_addrs()[0].clone();
+    let mut sub = node.subscribe_events();
+    let mut peers = Vec::new();
+    for _ in 0..2 {
+        let mut p = RawPeer::dial(addr.clone());
+        p.outcome().await.unwrap();
+        wait_state(&mut sub, p.peer_id, State::Connected).await;
+        peers.push(p);
+    }
+    // The limit applies once the peer is known, after the security handshake: the dialler sees
+    // its connection up, then closed at once.
+    let mut extra = RawPeer::dial(addr);
+    let closed = match extra.outcome().await {
+        Err(_) => true,
+        Ok(()) => extra.outcome().await.is_err(),
+    };
+    assert!(closed, "a third connection in total is refused");
+    for p in &mut peers {
+        assert!(p.events.try_recv().is_err(), "the first two stay up");
+    }
+    node.shutdown().await;
+}

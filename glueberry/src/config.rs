@@ -41,6 +41,11 @@ pub mod defaults {
     pub const CONN_LOW_WATERMARK: usize = 100;
     /// Connection-count high watermark (Go's connmgr): the most established connections.
     pub const CONN_HIGH_WATERMARK: usize = 400;
+    /// Established connections per peer: two, so that a duplicate from a simultaneous dial or
+    /// a restarted peer's new connection can coexist with the old one until it is settled.
+    pub const MAX_CONNECTIONS_PER_PEER: usize = 2;
+    /// Inbound connections in their security handshake at once.
+    pub const MAX_PENDING_INBOUND: usize = 128;
     /// Dial timeout (hard-coded in Go).
     pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bad frames tolerated on one stream before it is reset (Go never resets).
@@ -108,6 +113,10 @@ pub struct Config {
     pub(crate) max_message_size: usize,
     pub(crate) conn_low_watermark: usize,
     pub(crate) conn_high_watermark: usize,
+    pub(crate) max_inbound_connections: Option<usize>,
+    pub(crate) max_connections_per_peer: Option<usize>,
+    pub(crate) max_pending_inbound: Option<usize>,
+    pub(crate) max_inbound_per_ip: Option<usize>,
     pub(crate) max_stream_name_length: Option<usize>,
     pub(crate) max_metadata_size: Option<usize>,
     pub(crate) dial_timeout: Duration,
@@ -137,6 +146,10 @@ impl std::fmt::Debug for Config {
             .field("max_message_size", &self.max_message_size)
             .field("conn_low_watermark", &self.conn_low_watermark)
             .field("conn_high_watermark", &self.conn_high_watermark)
+            .field("max_inbound_connections", &self.max_inbound_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("max_pending_inbound", &self.max_pending_inbound)
+            .field("max_inbound_per_ip", &self.max_inbound_per_ip)
             .field("max_stream_name_length", &self.max_stream_name_length)
             .field("max_metadata_size", &self.max_metadata_size)
             .field("dial_timeout", &self.dial_timeout)
@@ -188,6 +201,10 @@ impl Config {
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             conn_low_watermark: defaults::CONN_LOW_WATERMARK,
             conn_high_watermark: defaults::CONN_HIGH_WATERMARK,
+            max_inbound_connections: None,
+            max_connections_per_peer: Some(defaults::MAX_CONNECTIONS_PER_PEER),
+            max_pending_inbound: Some(defaults::MAX_PENDING_INBOUND),
+            max_inbound_per_ip: None,
             max_stream_name_length: Some(defaults::MAX_STREAM_NAME_LENGTH),
             max_metadata_size: Some(defaults::MAX_METADATA_SIZE),
             dial_timeout: defaults::DIAL_TIMEOUT,
@@ -238,8 +255,25 @@ impl Config {
         /// Connection-count low watermark. Default 100.
         with_conn_low_watermark, conn_low_watermark: usize);
     setter!(
-        /// Connection-count high watermark: the most established connections. Default 400.
+        /// Connection-count high watermark: the most established connections, in and out;
+        /// more are refused. Default 400.
         with_conn_high_watermark, conn_high_watermark: usize);
+    setter!(
+        /// The most established inbound connections; `None` leaves only the total limit.
+        /// Default `None`.
+        with_max_inbound_connections, max_inbound_connections: Option<usize>);
+    setter!(
+        /// The most established connections to one peer; `None` is unlimited. Default 2 (a
+        /// limit of 1 could refuse both connections of a simultaneous dial).
+        with_max_connections_per_peer, max_connections_per_peer: Option<usize>);
+    setter!(
+        /// The most inbound connections in their security handshake at once; `None` is
+        /// unlimited. Default 128.
+        with_max_pending_inbound, max_pending_inbound: Option<usize>);
+    setter!(
+        /// The most established inbound connections from one IP address, checked before the
+        /// security handshake; `None` (default) disables the check.
+        with_max_inbound_per_ip, max_inbound_per_ip: Option<usize>);
     setter!(
         /// Longest stream name in bytes; `None` is unlimited. Default 64.
         with_max_stream_name_length, max_stream_name_length: Option<usize>);

@@ -197,6 +197,8 @@ pub struct RawPeer {
     /// Opens streams.
     pub control: libp2p_stream::Control,
     task: tokio::task::JoinHandle<()>,
+    /// Connection outcomes, as [`RawPeer::outcome`] returns them.
+    pub events: tokio::sync::mpsc::Receiver<Result<(), String>>,
 }
 
 impl RawPeer {
@@ -218,9 +220,23 @@ impl RawPeer {
         let control = swarm.behaviour().new_control();
         let peer_id = *swarm.local_peer_id();
         swarm.dial(addr).unwrap();
+        let (tx, events) = tokio::sync::mpsc::channel(16);
         let task = tokio::spawn(async move {
             loop {
-                swarm.select_next_some().await;
+                let event = swarm.select_next_some().await;
+                let result = match event {
+                    libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => Some(Ok(())),
+                    libp2p::swarm::SwarmEvent::ConnectionClosed { cause, .. } => {
+                        Some(Err(format!("closed: {cause:?}")))
+                    }
+                    libp2p::swarm::SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        Some(Err(error.to_string()))
+                    }
+                    _ => None,
+                };
+                if let Some(r) = result {
+                    let _ = tx.try_send(r);
+                }
             }
         });
         Self {
@@ -228,7 +244,14 @@ impl RawPeer {
             peer_id,
             control,
             task,
+            events,
         }
+    }
+
+    /// The next connection outcome: `Ok` when a connection is established, `Err` when a dial
+    /// fails or a connection closes.
+    pub async fn outcome(&mut self) -> Result<(), String> {
+        within(self.events.recv()).await.expect("swarm task alive")
     }
 
     /// Its Ed25519 public key.

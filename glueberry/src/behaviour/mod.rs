@@ -1,5 +1,6 @@
 //! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
 
+pub(crate) mod ip_limit;
 pub(crate) mod streams;
 
 use libp2p::swarm::NetworkBehaviour;
@@ -18,6 +19,7 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) limits: connection_limits::Behaviour,
+    pub(crate) ip_limit: ip_limit::Behaviour,
     pub(crate) stream: streams::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -25,8 +27,12 @@ pub(crate) struct Behaviour {
 
 /// Builds the swarm: TCP + Noise + yamux, QUIC v1, DNS. It does not listen yet.
 pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
+    let as_u32 = |n: Option<usize>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(Some(config.conn_high_watermark as u32));
+        .with_max_established(as_u32(Some(config.conn_high_watermark)))
+        .with_max_established_incoming(as_u32(config.max_inbound_connections))
+        .with_max_established_per_peer(as_u32(config.max_connections_per_peer))
+        .with_max_pending_incoming(as_u32(config.max_pending_inbound));
     let keypair = libp2p::identity::Keypair::from(config.keypair.clone());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -42,6 +48,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
         .with_behaviour(|key| Behaviour {
             blocked: Default::default(),
             limits: connection_limits::Behaviour::new(limits),
+            ip_limit: ip_limit::Behaviour::new(config.max_inbound_per_ip),
             stream: streams::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
