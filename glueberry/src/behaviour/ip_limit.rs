@@ -93,7 +93,7 @@ impl NetworkBehaviour for Behaviour {
                 endpoint: ConnectedPoint::Listener { send_back_addr, .. },
                 ..
             }) => {
-                if let Some(ip) = ip_of(&send_back_addr) {
+                if let Some(ip) = ip_of(send_back_addr) {
                     *self.counts.entry(ip).or_default() += 1;
                 }
             }
