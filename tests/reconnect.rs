@@ -271,3 +271,40 @@ async fn simultaneous_dials_end_with_one_connection_established_on_both_sides() 
         b.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_behind_a_lingering_connection_handshakes_again() {
+    // b "crashes" without its connection closing (as a killed QUIC peer's connection lingers
+    // until its idle timeout): the old node keeps running, silent, while a new node with the
+    // same identity dials a and handshakes. a must recognise it and finalize again.
+    for t in [Transport::Tcp, Transport::Quic] {
+        let a = started(quick(t)).await;
+        let b_config = quick(t);
+        let b = started(b_config.clone()).await;
+        let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+        connect(&a, &b).await;
+        handshake_pair(&a, &b).await;
+        wait_state(&mut ev, b.peer_id(), State::Established).await;
+
+        let mut old_b = b.subscribe_filtered(glueberry::Filter::all().peers([a.peer_id()]));
+        let b2 = started(Config::new(
+            b_config.keypair().clone(),
+            b_config.address_book_path(),
+            vec![t.listen_addr()],
+        ))
+        .await;
+        connect(&b2, &a).await;
+        assert_eq!(a.connection_state(&b2.peer_id()), State::Established);
+        handshake_pair(&b2, &a).await;
+        // a went back to Connected for the new handshake, then Established again.
+        wait_state(&mut ev, b.peer_id(), State::Connected).await;
+        wait_state(&mut ev, b.peer_id(), State::Established).await;
+        exchange(&a, &b2, "to the new b").await;
+        exchange(&b2, &a, "from the new b").await;
+        // The stale connection was closed: the old b lost its peer.
+        wait_state(&mut old_b, a.peer_id(), State::Disconnected).await;
+        a.shutdown().await;
+        b.shutdown().await;
+        b2.shutdown().await;
+    }
+}
