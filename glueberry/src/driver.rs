@@ -362,7 +362,7 @@ impl Driver {
         tracing::debug!(%peer, kept = %keep.id, ?retired, "duplicate connections: keeping one");
         metrics::counter!("glueberry_duplicate_connections_total").increment(retired.len() as u64);
         for id in retired {
-            self.swarm.behaviour_mut().stream.retire(peer, id);
+            self.swarm.behaviour_mut().stream.retire(peer, id, true);
         }
         self.shared.sessions.drop_writers(&peer);
     }
@@ -677,6 +677,20 @@ impl Driver {
             return;
         }
         let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].iter().map(|c| c.id).collect();
+        let newest = p.conns[p.conns.len() - 1];
+        if let Some(p) = self.peers.get_mut(&peer) {
+            // The stale ones get no new streams while they close; the newest is the keeper.
+            let last = p.conns.len() - 1;
+            for (i, c) in p.conns.iter_mut().enumerate() {
+                c.retired = i != last;
+            }
+        }
+        if newest.retired {
+            self.swarm
+                .behaviour_mut()
+                .stream
+                .retire(peer, newest.id, false);
+        }
         tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
         for id in stale {
             if self.swarm.close_connection(id) {
@@ -703,9 +717,10 @@ impl Driver {
                     outbound: endpoint.is_dialer(),
                     retired: false,
                 });
-                if num_established.get() > 1
-                    && matches!(self.state(&peer_id), State::Connecting | State::Connected)
-                {
+                if num_established.get() > 1 {
+                    // Both dialled at once, or (while Established) the peer restarted behind a
+                    // lingering connection: settle on one now; a handshake stream on the newest
+                    // connection later says it was a restart (`on_handshake_stream`).
                     self.settle_duplicates(peer_id);
                 }
                 if num_established.get() == 1 {

@@ -59,6 +59,8 @@ pub(crate) enum ToHandler {
     /// This connection is a duplicate: stop keeping it alive, so that it closes once its last
     /// stream has closed and the idle timeout has passed.
     Retire,
+    /// Keep this connection alive again (it turned out to be the one to keep).
+    Keep,
 }
 
 /// What the behaviour reports to the driver.
@@ -110,12 +112,17 @@ impl Behaviour {
         });
     }
 
-    /// Lets `connection` close once it carries no stream (see [`ToHandler::Retire`]).
-    pub(crate) fn retire(&mut self, peer: PeerId, connection: ConnectionId) {
+    /// Lets `connection` close once it carries no stream (see [`ToHandler::Retire`]), or
+    /// (`retire == false`) keeps it alive again.
+    pub(crate) fn retire(&mut self, peer: PeerId, connection: ConnectionId, retire: bool) {
         self.pending.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection),
-            event: ToHandler::Retire,
+            event: if retire {
+                ToHandler::Retire
+            } else {
+                ToHandler::Keep
+            },
         });
     }
 
@@ -239,6 +246,7 @@ impl ConnectionHandler for Handler {
         match event {
             ToHandler::Open(request) => self.requests.push_back(request),
             ToHandler::Retire => self.keep_alive = false,
+            ToHandler::Keep => self.keep_alive = true,
         }
     }
 
