@@ -32,6 +32,7 @@
 //! See `ARCHITECTURE.md` for the tasks and channels, and `docs/protocol.md` for the wire format.
 
 mod behaviour;
+pub mod book;
 pub mod config;
 pub mod crypto;
 mod driver;

@@ -1,0 +1,182 @@
+//! The book's file: locked, loaded, recovered when corrupt, written atomically.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use super::{Book, ParseError, Skipped, format};
+
+/// Files larger than this are refused before being read.
+pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Why the book cannot be opened or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BookError {
+    /// Another process (or another node in this one) has the book open.
+    #[error("address book {0} is in use by another process (its lock file is held)")]
+    Locked(PathBuf),
+    /// The file is larger than [`MAX_FILE_SIZE`].
+    #[error("address book {path} is {size} bytes, over the {MAX_FILE_SIZE}-byte limit")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// The file has a version this crate does not read; it is left untouched.
+    #[error("address book {path}: {source}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: ParseError,
+    },
+    /// Reading or writing failed.
+    #[error("address book {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What happened to a corrupt file found at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Where the corrupt file was moved.
+    pub backup: PathBuf,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+/// The open book file. Holds an exclusive advisory lock on `<path>.lock` until dropped.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the book at `path`: takes the lock, reads and parses the file.
+    ///
+    /// A corrupt file is moved aside (to `<path>.bak`, or `<path>.bak.N` if that exists, so
+    /// that no earlier backup is overwritten) and an empty book is returned with
+    /// [`Recovered`]. A file of an unknown version is an error and is left as it is.
+    pub fn open(path: &Path) -> Result<(Self, Book, Vec<Skipped>, Option<Recovered>), BookError> {
+        let io = |source| BookError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock_path = with_suffix(path, ".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BookError::Locked(path.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let store = Self {
+            path: path.to_owned(),
+            _lock: lock,
+        };
+        let bytes = match File::open(path) {
+            Ok(f) => {
+                let size = f.metadata().map_err(io)?.len();
+                if size > MAX_FILE_SIZE {
+                    return Err(BookError::TooLarge {
+                        path: path.to_owned(),
+                        size,
+                    });
+                }
+                let mut bytes = Vec::with_capacity(size as usize);
+                f.take(MAX_FILE_SIZE + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(io)?;
+                bytes
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io(e)),
+        };
+        match format::parse(&bytes) {
+            Ok((peers, skipped)) => Ok((store, Book::from_entries(peers), skipped, None)),
+            Err(e @ ParseError::UnsupportedVersion(_)) => Err(BookError::Unsupported {
+                path: path.to_owned(),
+                source: e,
+            }),
+            Err(ParseError::Corrupt(reason)) => {
+                let backup = free_backup_path(path);
+                fs::rename(path, &backup).map_err(io)?;
+                sync_dir(path).map_err(io)?;
+                let recovered = Recovered { backup, reason };
+                Ok((store, Book::default(), Vec::new(), Some(recovered)))
+            }
+        }
+    }
+
+    /// The book's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with `bytes` atomically: write `<path>.tmp`, fsync it, rename it over
+    /// the file, fsync the directory. A crash at any point leaves the old or the new file.
+    pub fn save(&self, bytes: &[u8]) -> Result<(), BookError> {
+        let io = |source| BookError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = with_suffix(&self.path, ".tmp");
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &self.path)?;
+            sync_dir(&self.path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(io)
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn free_backup_path(path: &Path) -> PathBuf {
+    let first = with_suffix(path, ".bak");
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|n| with_suffix(path, &format!(".bak.{n}")))
+        .find(|p| !p.exists())
+        .expect("some backup name is free")
+}
+
+/// Makes a rename in the directory of `path` durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}

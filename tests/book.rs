@@ -1,0 +1,143 @@
+//! The address book across processes: a writer killed at any point leaves the old or the new
+//! complete book, and a second process cannot open a book another one holds.
+//!
+//! The other process is this test binary run again with an environment variable that makes
+//! its ignored `child` test do the work.
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use glueberry::PeerId;
+use glueberry::book::{BookError, Store};
+use glueberry::identity::ed25519;
+
+const CHILD_PATH: &str = "GLUEBERRY_BOOK_CHILD_PATH";
+const CHILD_MODE: &str = "GLUEBERRY_BOOK_CHILD_MODE";
+
+fn peer(i: usize) -> PeerId {
+    let mut seed = [7u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    let key = ed25519::SecretKey::try_from_bytes(seed).unwrap();
+    PeerId::from_public_key(&ed25519::Keypair::from(key).public().into())
+}
+
+fn addr(i: usize) -> glueberry::Multiaddr {
+    format!(
+        "/ip4/10.0.{}.{}/tcp/{}",
+        i / 256 % 256,
+        i % 256,
+        1000 + i % 50000
+    )
+    .parse()
+    .unwrap()
+}
+
+#[test]
+#[ignore = "the child process of the tests below"]
+fn child() {
+    let (Ok(path), Ok(mode)) = (std::env::var(CHILD_PATH), std::env::var(CHILD_MODE)) else {
+        return;
+    };
+    let (store, mut book, _, _) = Store::open(Path::new(&path)).unwrap();
+    println!("locked");
+    match mode.as_str() {
+        // Adds peers one by one, saving after each, until killed.
+        "write" => loop {
+            let i = book.len();
+            book.add(
+                peer(i),
+                vec![addr(i)],
+                None,
+                time::OffsetDateTime::now_utc(),
+            );
+            store.save(&book.to_bytes()).unwrap();
+        },
+        // Holds the book until killed.
+        _ => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
+    }
+}
+
+fn spawn_child(path: &Path, mode: &str) -> std::process::Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_PATH, path)
+        .env(CHILD_MODE, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the child holds the lock.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("locked") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    child
+}
+
+#[test]
+fn a_writer_killed_at_random_points_leaves_a_complete_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("book.json");
+    let mut last = 0;
+    for round in 0..15u64 {
+        let child = spawn_child(&path, "write");
+        let mut child = child;
+        // Kill after a pseudo-random moment (the point is to land anywhere in a save).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+        std::thread::sleep(Duration::from_micros(
+            (nanos ^ round.wrapping_mul(7919)) % 30_000,
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (_store, book, skipped, recovered) = Store::open(&path).unwrap();
+        assert!(
+            recovered.is_none(),
+            "round {round}: the file is never corrupt"
+        );
+        assert!(skipped.is_empty());
+        // The book is exactly the first n peers: some complete version, never a torn one.
+        let n = book.len();
+        assert!(
+            n >= last,
+            "round {round}: a save is never lost ({n} < {last})"
+        );
+        for i in 0..n {
+            let e = book
+                .get(&peer(i))
+                .unwrap_or_else(|| panic!("round {round}: peer {i} of {n} missing"));
+            assert_eq!(e.addrs, vec![addr(i)]);
+        }
+        last = n;
+    }
+    assert!(last > 0, "the writer made progress");
+}
+
+#[test]
+fn a_second_process_cannot_open_a_held_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("book.json");
+    let mut holder = spawn_child(&path, "hold");
+    match Store::open(&path) {
+        Err(BookError::Locked(p)) => assert_eq!(p, path),
+        other => panic!("{other:?}"),
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The lock goes with the process.
+    Store::open(&path).unwrap();
+}
