@@ -141,3 +141,94 @@ fn a_second_process_cannot_open_a_held_book() {
     // The lock goes with the process.
     Store::open(&path).unwrap();
 }
+
+mod node {
+    use std::collections::HashMap;
+
+    use glueberry::{Config, Event, Node, State};
+    use glueberry_tests::*;
+
+    fn config_at(path: &std::path::Path, key: &glueberry::identity::ed25519::Keypair) -> Config {
+        Config::new(key.clone(), path, vec![Transport::Tcp.listen_addr()])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_book_survives_a_restart_and_drives_auto_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        let key = glueberry::identity::ed25519::Keypair::generate();
+        let b = started(config(Transport::Tcp)).await;
+        let evil = glueberry::PeerId::random();
+
+        let a = started(config_at(&path, &key)).await;
+        a.add_peer(
+            b.peer_id(),
+            b.listen_addrs(),
+            HashMap::from([("role".into(), "validator".into())]),
+        )
+        .await
+        .unwrap();
+        a.blacklist_peer(evil).await.unwrap();
+        // The handshake records b's public key in the book.
+        connect(&a, &b).await;
+        tokio::join!(
+            handshake(&a, b.peer_id(), true, &["data"]),
+            handshake(&b, a.peer_id(), false, &["data"])
+        );
+        a.shutdown().await;
+
+        // What a Go node would read: the file as written.
+        let (_, book, _, _) = glueberry::book::Store::open(&path).unwrap();
+        let e = book.get(&b.peer_id()).unwrap();
+        assert_eq!(e.addrs, b.listen_addrs());
+        assert_eq!(e.metadata["role"], "validator");
+        assert_eq!(e.public_key, Some(b.public_key()));
+        assert!(e.last_seen.is_some(), "last_seen is flushed on shutdown");
+        assert!(book.get(&evil).unwrap().blacklisted);
+        drop(book);
+
+        // A restarted a connects to b by itself and still refuses the blacklisted peer.
+        let a = Node::new(config_at(&path, &key)).unwrap();
+        let mut ev = a.subscribe_events();
+        a.start().await.unwrap();
+        wait_state(&mut ev, b.peer_id(), State::Connected).await;
+        let listed = a.list_peers().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(matches!(
+            a.connect(evil).await,
+            Err(glueberry::Error::UnknownPeer(_)) | Err(glueberry::Error::Blacklisted(_))
+        ));
+        assert!(matches!(
+            a.add_peer(evil, vec![], HashMap::new()).await,
+            Err(glueberry::Error::Blacklisted(_))
+        ));
+        a.remove_peer(b.peer_id()).await.unwrap();
+        assert!(a.get_peer(b.peer_id()).await.unwrap().is_none());
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_book_is_kept_aside_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, "{ not json").unwrap();
+        let key = glueberry::identity::ed25519::Keypair::generate();
+        let a = Node::new(config_at(&path, &key)).unwrap();
+        let mut ev = a.subscribe_events();
+        a.start().await.unwrap();
+        match within(ev.recv()).await.unwrap() {
+            Event::BookRecovered(r) => {
+                assert_eq!(std::fs::read_to_string(&r.backup).unwrap(), "{ not json");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(a.list_peers().await.unwrap().is_empty());
+        // A second node on the same book is refused with a clear error.
+        assert!(matches!(
+            Node::new(config_at(&path, &key)),
+            Err(glueberry::Error::AddressBook(e)) if e.contains("in use")
+        ));
+        a.shutdown().await;
+    }
+}

@@ -6,7 +6,7 @@
 //! open streams. It never waits on anything else, so neither a slow subscriber nor a slow
 //! reader can stall it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -16,17 +16,20 @@ use libp2p::core::transport::ListenerId;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionError, ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, ping};
-use tokio::sync::{mpsc, oneshot};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use crate::behaviour::streams::{Inbound, OpenError};
 use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::book::{self, Book};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
 use crate::event::{ConnectionEvent, Event};
 use crate::peer::{
     Change, DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer,
 };
+use crate::persist::Snapshot;
 use crate::shared::{OpenStream, PeerView, Shared, lock};
 use crate::stream;
 use crate::wire::{self, HANDSHAKE};
@@ -50,12 +53,19 @@ pub(crate) enum Command {
     AddPeer {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        metadata: HashMap<String, String>,
-        reply: Reply<()>,
+        metadata: Option<BTreeMap<String, String>>,
+        reply: Reply<u64>,
     },
     RemovePeer {
         peer: PeerId,
-        reply: Reply<()>,
+        reply: Reply<u64>,
+    },
+    GetPeer {
+        peer: PeerId,
+        reply: Reply<Option<book::Entry>>,
+    },
+    ListPeers {
+        reply: Reply<Vec<book::Entry>>,
     },
     Connect {
         peer: PeerId,
@@ -72,10 +82,11 @@ pub(crate) enum Command {
     Blacklist {
         peer: PeerId,
         blacklisted: bool,
-        reply: Reply<()>,
+        reply: Reply<u64>,
     },
     Prepare {
         peer: PeerId,
+        public_key: [u8; 32],
         cipher: Arc<Cipher>,
         names: Vec<String>,
         reply: Reply<()>,
@@ -88,8 +99,6 @@ pub(crate) enum Command {
 
 struct Peer {
     machine: Machine,
-    /// The address-book entry: present for peers the application added.
-    book: Option<BookEntry>,
     /// `connect` calls waiting for the dial to end.
     waiting: Vec<Reply<()>>,
     /// Established connections, oldest first.
@@ -103,12 +112,6 @@ struct Conn {
     outbound: bool,
     /// A duplicate left to close once its streams are done.
     retired: bool,
-}
-
-struct BookEntry {
-    addrs: Vec<Multiaddr>,
-    #[allow(dead_code)] // Kept for the persistent address book.
-    metadata: HashMap<String, String>,
 }
 
 struct Starting {
@@ -136,7 +139,19 @@ pub(crate) struct Driver {
     closing: HashMap<ConnectionId, DisconnectReason>,
     /// Listeners, until they report closed.
     listeners: HashSet<ListenerId>,
+    /// The address book (the driver is its only owner).
+    book: Book,
+    /// Snapshots of the book to the writer task; `None` once shut down.
+    persist: Option<watch::Sender<Snapshot>>,
+    book_version: u64,
+    /// Whether `start` was called.
+    started: bool,
+    /// Changes not yet handed to the writer (last_seen and public keys are batched).
+    book_dirty: bool,
 }
+
+/// How often batched address-book changes (last_seen, public keys) are written.
+const BOOK_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Driver {
     pub(crate) fn new(
@@ -144,9 +159,11 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         opens: mpsc::Receiver<OpenStream>,
+        book: Book,
+        persist: watch::Sender<Snapshot>,
     ) -> Self {
         let params = shared.config.machine_params();
-        Self {
+        let mut driver = Self {
             swarm,
             shared,
             commands,
@@ -161,13 +178,48 @@ impl Driver {
             seeds: Default::default(),
             closing: HashMap::new(),
             listeners: HashSet::new(),
+            book,
+            persist: Some(persist),
+            book_version: 0,
+            started: false,
+            book_dirty: false,
+        };
+        // The book's peers: dialable, or blacklisted (refused in both directions).
+        let entries: Vec<(PeerId, bool)> = driver
+            .book
+            .entries()
+            .map(|e| (e.peer, e.blacklisted))
+            .collect();
+        for (peer, blacklisted) in entries {
+            driver.peer(peer).machine.set_dialable(true);
+            if blacklisted {
+                driver.swarm.behaviour_mut().blocked.block_peer(peer);
+                let _ = driver.apply(peer, Input::Blacklisted);
+            }
         }
+        driver
+    }
+
+    /// Hands the current book to the writer; returns its version (to wait for durability).
+    fn save_book(&mut self) -> u64 {
+        self.book_version += 1;
+        self.book_dirty = false;
+        if let Some(tx) = &self.persist {
+            tx.send_replace(Snapshot {
+                version: self.book_version,
+                bytes: Some(Arc::new(self.book.to_bytes())),
+            });
+        }
+        self.book_version
     }
 
     pub(crate) async fn run(mut self) {
         let token = self.shared.token.clone();
+        let mut flush = tokio::time::interval(BOOK_FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = flush.tick() => if self.book_dirty { self.save_book(); },
                 _ = token.cancelled() => break,
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -192,6 +244,11 @@ impl Driver {
             let _ = s.reply.send(Err(Error::Shutdown));
         }
         self.close_gracefully().await;
+        if self.book_dirty {
+            self.save_book();
+        }
+        // The writer writes what it holds, then ends.
+        self.persist.take();
         tracing::debug!("driver stopped");
     }
 
@@ -228,7 +285,6 @@ impl Driver {
         let seeds = &self.seeds;
         self.peers.entry(peer).or_insert_with(|| Peer {
             machine: Machine::new(params.clone(), seeds.hash_one(peer)),
-            book: None,
             waiting: Vec::new(),
             conns: Vec::new(),
         })
@@ -243,7 +299,7 @@ impl Driver {
     /// Forgets a peer that holds nothing worth keeping.
     fn gc(&mut self, peer: PeerId) {
         if let Some(p) = self.peers.get(&peer)
-            && p.book.is_none()
+            && self.book.get(&peer).is_none()
             && p.waiting.is_empty()
             && p.conns.is_empty()
             && !p.machine.is_blacklisted()
@@ -401,10 +457,9 @@ impl Driver {
 
     fn dial(&mut self, peer: PeerId) {
         let addrs = self
-            .peers
+            .book
             .get(&peer)
-            .and_then(|p| p.book.as_ref())
-            .map(|b| b.addrs.clone())
+            .map(|e| e.addrs.clone())
             .unwrap_or_default();
         // A fresh source port: dialling from the listen port lets two nodes that dial each
         // other at once meet in one TCP simultaneous open, where both sides start Noise as
@@ -430,29 +485,46 @@ impl Driver {
                 metadata,
                 reply,
             } => {
-                let p = self.peer(peer);
-                p.book = Some(BookEntry { addrs, metadata });
-                p.machine.set_dialable(true);
-                let _ = reply.send(Ok(()));
+                let r = if self.book.get(&peer).is_some_and(|e| e.blacklisted) {
+                    Err(Error::Blacklisted(peer))
+                } else {
+                    self.book
+                        .add(peer, addrs, metadata, OffsetDateTime::now_utc());
+                    self.peer(peer).machine.set_dialable(true);
+                    let version = self.save_book();
+                    // A started node connects to the peers it is given.
+                    if self.started {
+                        let _ = self.apply(peer, Input::DialRequested);
+                    }
+                    Ok(version)
+                };
+                let _ = reply.send(r);
             }
             Command::RemovePeer { peer, reply } => {
-                let r = match self.peers.get_mut(&peer) {
-                    Some(p) if p.book.is_some() => {
-                        p.book = None;
+                let r = if self.book.remove(&peer) {
+                    if let Some(p) = self.peers.get_mut(&peer) {
                         p.machine.set_dialable(false);
                         // A reconnection series has nothing left to dial.
                         if p.machine.state() == State::Reconnecting {
                             let _ = self.apply(peer, Input::ReconnectionCancelled);
                         }
-                        self.gc(peer);
-                        Ok(())
                     }
-                    _ => Err(Error::UnknownPeer(peer)),
+                    self.gc(peer);
+                    Ok(self.save_book())
+                } else {
+                    Err(Error::UnknownPeer(peer))
                 };
                 let _ = reply.send(r);
             }
+            Command::GetPeer { peer, reply } => {
+                let _ = reply.send(Ok(self.book.get(&peer).cloned()));
+            }
+            Command::ListPeers { reply } => {
+                let _ = reply.send(Ok(self.book.entries().cloned().collect()));
+            }
             Command::Connect { peer, reply } => {
-                let Some(p) = self.peers.get_mut(&peer).filter(|p| p.book.is_some()) else {
+                let known = self.book.get(&peer).is_some();
+                let Some(p) = self.peers.get_mut(&peer).filter(|_| known) else {
                     let _ = reply.send(Err(Error::UnknownPeer(peer)));
                     return;
                 };
@@ -513,18 +585,26 @@ impl Driver {
                 if blacklisted {
                     // Closes its connections at once and refuses new ones, both ways.
                     blocked.block_peer(peer);
-                    self.peer(peer);
-                    let _ = self.apply(peer, Input::Blacklisted);
                 } else {
                     blocked.unblock_peer(peer);
-                    if self.peers.contains_key(&peer) {
-                        let _ = self.apply(peer, Input::Unblacklisted);
-                    }
                 }
-                let _ = reply.send(Ok(()));
+                self.book
+                    .set_blacklisted(peer, blacklisted, OffsetDateTime::now_utc());
+                if blacklisted || self.peers.contains_key(&peer) {
+                    let dialable = self.book.get(&peer).is_some();
+                    self.peer(peer).machine.set_dialable(dialable);
+                    let input = if blacklisted {
+                        Input::Blacklisted
+                    } else {
+                        Input::Unblacklisted
+                    };
+                    let _ = self.apply(peer, input);
+                }
+                let _ = reply.send(Ok(self.save_book()));
             }
             Command::Prepare {
                 peer,
+                public_key,
                 cipher,
                 names,
                 reply,
@@ -532,6 +612,13 @@ impl Driver {
                 let r = match self.state(&peer) {
                     State::Connected | State::Established => {
                         if self.shared.sessions.prepare(&peer, cipher, &names) {
+                            if self.book.set_public_key(
+                                &peer,
+                                public_key,
+                                OffsetDateTime::now_utc(),
+                            ) {
+                                self.book_dirty = true;
+                            }
                             for name in &names {
                                 self.accept(name);
                             }
@@ -577,7 +664,18 @@ impl Driver {
     }
 
     fn start(&mut self, reply: Reply<Vec<Multiaddr>>) {
+        self.started = true;
         self.accept(HANDSHAKE);
+        // Connect to every peer of the book that is not blacklisted.
+        let peers: Vec<PeerId> = self
+            .book
+            .entries()
+            .filter(|e| !e.blacklisted)
+            .map(|e| e.peer)
+            .collect();
+        for peer in peers {
+            let _ = self.apply(peer, Input::DialRequested);
+        }
         let mut listeners = Vec::new();
         for addr in self.shared.config.listen_addrs.clone() {
             match self.swarm.listen_on(addr.clone()) {
@@ -725,6 +823,9 @@ impl Driver {
                 }
                 if num_established.get() == 1 {
                     self.shared.sessions.open(peer_id, &self.shared.token);
+                    if self.book.touch(&peer_id, OffsetDateTime::now_utc()) {
+                        self.book_dirty = true;
+                    }
                     let _ = self.apply(
                         peer_id,
                         Input::ConnectionEstablished {

@@ -21,6 +21,9 @@ pub enum Error {
     /// Building the libp2p transport failed.
     #[error("building the libp2p transport failed: {0}")]
     Transport(String),
+    /// The address book cannot be opened or written.
+    #[error("address book: {0}")]
+    AddressBook(String),
     /// The method needs `start()` first.
     #[error("node is not started")]
     NotStarted,

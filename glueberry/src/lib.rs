@@ -41,6 +41,7 @@ pub mod event;
 pub mod message;
 mod node;
 pub mod peer;
+mod persist;
 mod shared;
 mod stream;
 pub mod wire;

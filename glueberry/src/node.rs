@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use libp2p::identity::{PublicKey, ed25519};
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,7 @@ use crate::event::forwarder::Hub;
 use crate::event::{Filter, Subscription};
 use crate::message::Messages;
 use crate::peer::State;
+use crate::persist::{Saved, Snapshot};
 use crate::shared::{Shared, lock};
 use crate::stream::{self, Sessions};
 use crate::wire::{self, HANDSHAKE};
@@ -44,6 +45,10 @@ struct Inner {
     public_key: [u8; 32],
     started: AtomicBool,
     shutdown: OnceCell<()>,
+    /// The last address-book version on disk.
+    saved: watch::Receiver<Saved>,
+    /// A corrupt book found at open, reported when the node starts.
+    recovered: std::sync::Mutex<Option<crate::book::Recovered>>,
 }
 
 impl Drop for Inner {
@@ -67,6 +72,14 @@ impl Node {
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let (store, book, skipped, recovered) = crate::book::Store::open(&config.address_book_path)
+            .map_err(|e| Error::AddressBook(e.to_string()))?;
+        for s in &skipped {
+            tracing::warn!(peer = %s.peer, addr = %s.addr, "address book: multiaddress does not parse, not dialled");
+        }
+        if let Some(r) = &recovered {
+            tracing::warn!(backup = %r.backup.display(), reason = %r.reason, "address book was corrupt: moved aside, starting empty");
+        }
         let swarm = crate::behaviour::build_swarm(&config)?;
         let seed: [u8; 32] = config
             .keypair
@@ -95,7 +108,19 @@ impl Node {
             forwarder: TaskTracker::new(),
         });
         shared.forwarder.spawn_on(forwarder, &runtime);
-        let driver = Driver::new(swarm, shared.clone(), commands_rx, opens_rx);
+        let (snapshots_tx, snapshots_rx) = watch::channel(Snapshot::default());
+        let (saved_tx, saved_rx) = watch::channel(Saved::default());
+        shared
+            .tracker
+            .spawn_on(crate::persist::run(store, snapshots_rx, saved_tx), &runtime);
+        let driver = Driver::new(
+            swarm,
+            shared.clone(),
+            commands_rx,
+            opens_rx,
+            book,
+            snapshots_tx,
+        );
         shared.tracker.spawn_on(driver.run(), &runtime);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -106,6 +131,8 @@ impl Node {
                 public_key,
                 started: AtomicBool::new(false),
                 shutdown: OnceCell::new(),
+                saved: saved_rx,
+                recovered: std::sync::Mutex::new(recovered),
             }),
         })
     }
@@ -150,6 +177,9 @@ impl Node {
         }
         if self.inner.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted);
+        }
+        if let Some(r) = lock(&self.inner.recovered).take() {
+            self.shared().emit(crate::event::Event::BookRecovered(r));
         }
         let r = self.request(|reply| Command::Start { reply }).await;
         if r.is_err() {
@@ -197,8 +227,22 @@ impl Node {
         lock(&self.shared().listen_addrs).clone()
     }
 
-    /// Adds `peer` to the address book (or replaces its addresses and metadata), so that
-    /// [`connect`](Self::connect) can dial it.
+    /// Waits until address-book version `version` is on disk.
+    async fn durable(&self, version: u64) -> Result<()> {
+        let mut saved = self.inner.saved.clone();
+        let s = saved
+            .wait_for(|s| s.version >= version)
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        match &s.error {
+            Some(e) if s.version == version => Err(Error::AddressBook(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds `peer` to the address book, or replaces its addresses and (unless `metadata` is
+    /// empty, as in Go) its metadata, and returns once the book is on disk. A started node then connects to it (and reconnects to it
+    /// whenever it is lost). A blacklisted peer cannot be added.
     pub async fn add_peer(
         &self,
         peer: PeerId,
@@ -211,42 +255,61 @@ impl Node {
                 return Err(Error::MetadataTooLarge { size, max });
             }
         }
-        self.request(|reply| Command::AddPeer {
-            peer,
-            addrs,
-            metadata,
-            reply,
-        })
-        .await
+        let version = self
+            .request(|reply| Command::AddPeer {
+                peer,
+                addrs,
+                metadata: (!metadata.is_empty()).then(|| metadata.into_iter().collect()),
+                reply,
+            })
+            .await?;
+        self.durable(version).await
     }
 
-    /// Removes `peer` from the address book: it will not be dialled or reconnected any more
-    /// (a reconnection under way stops). Its connection, if any, stays.
+    /// Removes `peer` from the address book (and returns once that is on disk): it will not
+    /// be dialled or reconnected any more (a reconnection under way stops). Its connection, if
+    /// any, stays.
     pub async fn remove_peer(&self, peer: PeerId) -> Result<()> {
-        self.request(|reply| Command::RemovePeer { peer, reply })
-            .await
+        let version = self
+            .request(|reply| Command::RemovePeer { peer, reply })
+            .await?;
+        self.durable(version).await
+    }
+
+    /// The address-book entry of `peer`.
+    pub async fn get_peer(&self, peer: PeerId) -> Result<Option<crate::book::Entry>> {
+        self.request(|reply| Command::GetPeer { peer, reply }).await
+    }
+
+    /// Every address-book entry, blacklisted ones included.
+    pub async fn list_peers(&self) -> Result<Vec<crate::book::Entry>> {
+        self.request(|reply| Command::ListPeers { reply }).await
     }
 
     /// Blacklists `peer`, whether in the address book or not: its connections close at once,
     /// new ones are refused in both directions, and it is never reconnected.
     pub async fn blacklist_peer(&self, peer: PeerId) -> Result<()> {
-        self.request(|reply| Command::Blacklist {
-            peer,
-            blacklisted: true,
-            reply,
-        })
-        .await
+        let version = self
+            .request(|reply| Command::Blacklist {
+                peer,
+                blacklisted: true,
+                reply,
+            })
+            .await?;
+        self.durable(version).await
     }
 
     /// Takes `peer` off the blacklist. It is not reconnected by itself; call
     /// [`connect`](Self::connect).
     pub async fn unblacklist_peer(&self, peer: PeerId) -> Result<()> {
-        self.request(|reply| Command::Blacklist {
-            peer,
-            blacklisted: false,
-            reply,
-        })
-        .await
+        let version = self
+            .request(|reply| Command::Blacklist {
+                peer,
+                blacklisted: false,
+                reply,
+            })
+            .await?;
+        self.durable(version).await
     }
 
     /// Stops the reconnection of a Reconnecting peer: it goes Disconnected.
@@ -375,8 +438,10 @@ impl Node {
             .stream_key(peer_public_key)
             .map_err(|reason| Error::InvalidPublicKey { peer, reason })?;
         let cipher = Arc::new(Cipher::new(&stream_key));
+        let public_key: [u8; 32] = peer_public_key.try_into().expect("checked above: 32 bytes");
         self.request(|reply| Command::Prepare {
             peer,
+            public_key,
             cipher,
             names: owned,
             reply,

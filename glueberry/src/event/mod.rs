@@ -49,14 +49,18 @@ pub enum Event {
     Connection(ConnectionEvent),
     /// A peer broke the protocol on a stream.
     StreamFault(StreamFault),
+    /// The address book file was corrupt when the node opened it: it was moved aside and the
+    /// node started with an empty book. Sent once, when the node starts.
+    BookRecovered(crate::book::Recovered),
 }
 
 impl Event {
-    /// The peer the event is about.
-    pub fn peer(&self) -> PeerId {
+    /// The peer the event is about, if any.
+    pub fn peer(&self) -> Option<PeerId> {
         match self {
-            Event::Connection(e) => e.peer,
-            Event::StreamFault(f) => f.peer,
+            Event::Connection(e) => Some(e.peer),
+            Event::StreamFault(f) => Some(f.peer),
+            Event::BookRecovered(_) => None,
         }
     }
 }
@@ -97,7 +101,7 @@ impl Filter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
         if let Some(peers) = &self.peers
-            && !peers.contains(&event.peer())
+            && !event.peer().is_some_and(|p| peers.contains(&p))
         {
             return false;
         }
