@@ -236,15 +236,16 @@ impl Config {
         /// reading and the muxer pushes back on the sender: nothing is dropped. Default 1000.
         with_message_buffer_size, message_buffer_size: usize);
     setter!(
-        /// Capacity of each (peer, stream) send queue, in messages: `send` waits when it is
-        /// full. Default 1000.
+        /// Flow control high watermark and capacity of each (peer, stream) send queue, in
+        /// messages: `send` waits (and `try_send` fails) when this many are queued. Default 1000.
         with_high_watermark, high_watermark: usize);
     setter!(
-        /// Flow control low watermark, in queued messages per (peer, stream). Default 100.
-        /// Not used yet (flow control is planned work).
+        /// Flow control low watermark, in queued messages per (peer, stream): senders blocked at
+        /// the high watermark resume when the queue has drained to this. Default 100.
         with_low_watermark, low_watermark: usize);
     setter!(
-        /// Enables flow control (default). Not used yet: sends always wait for queue room.
+        /// Enables flow control with watermarks (default). Without it, sends still wait for
+        /// room in the bounded queue, but resume as soon as one message is written.
         with_backpressure, backpressure: bool);
     setter!(
         /// Largest plaintext message in bytes, on send and on receive, for every stream.

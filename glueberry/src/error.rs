@@ -121,6 +121,14 @@ pub enum Error {
         /// The stream name.
         stream: String,
     },
+    /// `try_send` on a stream that has no writer yet: `send` opens it.
+    #[error("stream {stream:?} to {peer} is not open yet; send opens it")]
+    StreamNotOpen {
+        /// The peer.
+        peer: PeerId,
+        /// The stream name.
+        stream: String,
+    },
     /// The stream's send queue is full (`try_send`).
     #[error("send queue to {peer} on {stream:?} is full")]
     QueueFull {
@@ -163,6 +171,7 @@ impl Error {
             self,
             Error::Timeout { .. }
                 | Error::QueueFull { .. }
+                | Error::StreamNotOpen { .. }
                 | Error::Dial { .. }
                 | Error::OpenStream { .. }
                 | Error::StreamClosed { .. }

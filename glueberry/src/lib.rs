@@ -38,6 +38,7 @@ pub mod crypto;
 mod driver;
 pub mod error;
 pub mod event;
+pub mod flow;
 pub mod message;
 mod node;
 pub mod peer;

@@ -488,14 +488,57 @@ impl Node {
             .await
     }
 
-    async fn send_inner(
-        &self,
-        peer: PeerId,
-        name: &str,
-        data: Bytes,
-        deadline: Option<Instant>,
-    ) -> Result<()> {
+    /// Queues `data` at once, or fails at once: [`Error::QueueFull`] when the stream's queue
+    /// is at its high watermark, [`Error::StreamNotOpen`] when nothing was sent on the stream
+    /// yet (call [`send`](Self::send) first). Both are retriable.
+    pub fn try_send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
         self.check_running()?;
+        let data = data.into();
+        self.check_message(stream, &data)?;
+        let route = self.shared().sessions.route(&peer, stream)?;
+        let Some(writer) = route.slot.cell.get() else {
+            return Err(Error::StreamNotOpen {
+                peer,
+                stream: stream.to_owned(),
+            });
+        };
+        let full = || Error::QueueFull {
+            peer,
+            stream: stream.to_owned(),
+        };
+        if let Some(gate) = &writer.gate
+            && !gate.try_acquire()
+        {
+            return Err(full());
+        }
+        let len = data.len();
+        match writer.tx.try_send(data) {
+            Ok(()) => {
+                metrics::counter!("glueberry_messages_sent_total").increment(1);
+                metrics::counter!("glueberry_bytes_sent_total").increment(len as u64);
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(gate) = &writer.gate {
+                    gate.release(1);
+                }
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Err(full()),
+                    mpsc::error::TrySendError::Closed(_) => {
+                        self.shared()
+                            .sessions
+                            .invalidate(&peer, &route.name, &route.slot);
+                        Err(Error::StreamClosed {
+                            peer,
+                            stream: stream.to_owned(),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_message(&self, name: &str, data: &Bytes) -> Result<()> {
         if name != HANDSHAKE {
             wire::protocol::validate_name(name, self.shared().config.max_stream_name_length)
                 .map_err(|reason| Error::InvalidStreamName {
@@ -510,6 +553,18 @@ impl Node {
                 max,
             });
         }
+        Ok(())
+    }
+
+    async fn send_inner(
+        &self,
+        peer: PeerId,
+        name: &str,
+        data: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        self.check_running()?;
+        self.check_message(name, &data)?;
         let len = data.len();
         let queue = self.queue(peer, name, data);
         let token = &self.shared().token;
@@ -546,9 +601,17 @@ impl Node {
                 .get_or_try_init(|| stream::open(shared, peer, &route))
                 .await?
                 .clone();
+            if let Some(gate) = &writer.gate
+                && gate.acquire().await
+            {
+                metrics::counter!("glueberry_backpressure_waits_total").increment(1);
+            }
             match writer.tx.send(data).await {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::SendError(back)) => {
+                    if let Some(gate) = &writer.gate {
+                        gate.release(1);
+                    }
                     shared.sessions.invalidate(&peer, &route.name, &route.slot);
                     data = back;
                     tracing::debug!(%peer, stream = name, attempt, "writer gone, reopening");

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::behaviour::streams::OpenError;
 use crate::crypto::Cipher;
 use crate::error::Error;
+use crate::flow::Gate;
 use crate::shared::{Shared, lock};
 use crate::wire::{self, HANDSHAKE};
 
@@ -27,10 +28,12 @@ use crate::wire::{self, HANDSHAKE};
 /// name at once; more is a peer misbehaving.
 const MAX_STREAMS_PER_NAME: usize = 4;
 
-/// The write side of one (peer, name): a bounded queue to its writer task.
+/// The write side of one (peer, name): a bounded queue to its writer task, behind the
+/// stream's flow-control gate (when backpressure is enabled).
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     pub(crate) tx: mpsc::Sender<Bytes>,
+    pub(crate) gate: Option<Arc<Gate>>,
 }
 
 /// The writer of one (peer, name), set once by whoever gets a stream first: the first sender
@@ -326,7 +329,16 @@ fn spawn(
     let token = session.child_token();
     let (read, write) = stream.split();
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
-    let w = Writer { tx };
+    let gate = shared.config.backpressure.then(|| {
+        Arc::new(Gate::new(
+            shared.config.high_watermark,
+            shared.config.low_watermark,
+        ))
+    });
+    let w = Writer {
+        tx,
+        gate: gate.clone(),
+    };
     let is_writer = opened || slot.cell.set(w.clone()).is_ok();
     tracing::debug!(peer = %ids.peer, stream = &*name, opened, is_writer, "stream started");
     let weak = Arc::downgrade(slot);
@@ -338,6 +350,7 @@ fn spawn(
             cipher.clone(),
             write,
             rx,
+            gate,
             token.clone(),
             weak.clone(),
         ));

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Ids, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
+use crate::flow::Gate;
 use crate::shared::Shared;
 use crate::wire::codec;
 
@@ -28,6 +29,7 @@ pub(super) async fn run(
     cipher: Option<Arc<Cipher>>,
     mut write: WriteHalf<Stream>,
     mut rx: mpsc::Receiver<Bytes>,
+    gate: Option<Arc<Gate>>,
     token: CancellationToken,
     slot: Weak<Slot>,
 ) {
@@ -61,6 +63,10 @@ pub(super) async fn run(
                 }
                 Err(_) => break,
             }
+        }
+        // Taken off the queue: room for senders (they wake at the low watermark).
+        if let Some(g) = &gate {
+            g.release(in_flight as usize);
         }
         let written = tokio::select! {
             biased;
