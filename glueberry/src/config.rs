@@ -52,6 +52,12 @@ pub mod defaults {
     pub const MAX_STREAM_FAILURES: u32 = 8;
     /// How long a retired duplicate connection stays after its last stream closed.
     pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long the statistics of a disconnected peer are kept (Go: 24 h).
+    pub const STATS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+    /// How often the statistics cleanup runs (Go: 1 h).
+    pub const STATS_CLEANUP_INTERVAL: Duration = Duration::from_secs(3600);
+    /// The most peers statistics are kept for; past it, the longest-disconnected is evicted.
+    pub const MAX_STATS_PEERS: usize = 10_000;
 }
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -122,6 +128,9 @@ pub struct Config {
     pub(crate) dial_timeout: Duration,
     pub(crate) max_stream_failures: Option<u32>,
     pub(crate) idle_connection_timeout: Duration,
+    pub(crate) stats_max_age: Option<Duration>,
+    pub(crate) stats_cleanup_interval: Duration,
+    pub(crate) max_stats_peers: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -155,6 +164,9 @@ impl std::fmt::Debug for Config {
             .field("dial_timeout", &self.dial_timeout)
             .field("max_stream_failures", &self.max_stream_failures)
             .field("idle_connection_timeout", &self.idle_connection_timeout)
+            .field("stats_max_age", &self.stats_max_age)
+            .field("stats_cleanup_interval", &self.stats_cleanup_interval)
+            .field("max_stats_peers", &self.max_stats_peers)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +222,9 @@ impl Config {
             dial_timeout: defaults::DIAL_TIMEOUT,
             max_stream_failures: Some(defaults::MAX_STREAM_FAILURES),
             idle_connection_timeout: defaults::IDLE_CONNECTION_TIMEOUT,
+            stats_max_age: Some(defaults::STATS_MAX_AGE),
+            stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
+            max_stats_peers: defaults::MAX_STATS_PEERS,
         }
     }
 
@@ -295,6 +310,18 @@ impl Config {
         /// stays after its last stream closed. Connections glueberry keeps are never closed for
         /// idleness: the handshake timeout, `disconnect` and failed pings close them. Default 10 s.
         with_idle_connection_timeout, idle_connection_timeout: Duration);
+    setter!(
+        /// How long the statistics of a peer that went Disconnected are kept; `None` keeps
+        /// them (within `max_stats_peers`). Default 24 h.
+        with_stats_max_age, stats_max_age: Option<Duration>);
+    setter!(
+        /// How often the statistics cleanup task runs. Default 1 h.
+        with_stats_cleanup_interval, stats_cleanup_interval: Duration);
+    setter!(
+        /// The most peers statistics are kept for; past it, the statistics of the peer
+        /// disconnected longest are evicted (counted in `glueberry_stats_evicted_total`).
+        /// Default 10 000.
+        with_max_stats_peers, max_stats_peers: usize);
 
     /// The node's Ed25519 identity.
     pub fn keypair(&self) -> &ed25519::Keypair {
@@ -349,6 +376,7 @@ impl Config {
             (self.message_buffer_size, "message_buffer_size"),
             (self.high_watermark, "high_watermark"),
             (self.conn_high_watermark, "conn_high_watermark"),
+            (self.max_stats_peers, "max_stats_peers"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -356,6 +384,9 @@ impl Config {
         }
         if self.dial_timeout.is_zero() {
             return Err(ConfigError::Zero("dial_timeout"));
+        }
+        if self.stats_cleanup_interval.is_zero() {
+            return Err(ConfigError::Zero("stats_cleanup_interval"));
         }
         if self.reconnect_base_delay.is_zero() {
             return Err(ConfigError::Zero("reconnect_base_delay"));
@@ -408,6 +439,17 @@ mod tests {
         assert_eq!(c.max_message_size, 1 << 20);
         assert_eq!((c.high_watermark, c.low_watermark), (1000, 100));
         assert_eq!(c.max_stream_name_length, Some(64));
+        assert_eq!(c.reconnect_base_delay, Duration::from_secs(1));
+        assert_eq!(c.reconnect_max_delay, Duration::from_secs(300));
+        assert_eq!(c.failed_handshake_cooldown, Duration::from_secs(60));
+        assert_eq!(c.event_buffer_size, 100);
+        assert_eq!(c.message_buffer_size, 1000);
+        assert_eq!((c.conn_low_watermark, c.conn_high_watermark), (100, 400));
+        assert_eq!(c.dial_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_metadata_size, Some(4096));
+        assert!(c.backpressure);
+        assert_eq!(c.stats_max_age, Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(c.stats_cleanup_interval, Duration::from_secs(3600));
     }
 
     #[test]

@@ -31,7 +31,9 @@ use crate::peer::{
 };
 use crate::persist::Snapshot;
 use crate::shared::{OpenStream, PeerView, Shared, lock};
+use crate::stats::Handshake;
 use crate::stream;
+use crate::telemetry as m;
 use crate::wire::{self, HANDSHAKE};
 
 /// Capacity of the command channel from node handles to the driver.
@@ -416,7 +418,7 @@ impl Driver {
             return;
         }
         tracing::debug!(%peer, kept = %keep.id, ?retired, "duplicate connections: keeping one");
-        metrics::counter!("glueberry_duplicate_connections_total").increment(retired.len() as u64);
+        metrics::counter!(m::DUPLICATE_CONNECTIONS).increment(retired.len() as u64);
         for id in retired {
             self.swarm.behaviour_mut().stream.retire(peer, id, true);
         }
@@ -427,10 +429,32 @@ impl Driver {
         let state = change.state;
         self.refresh_view(peer);
         tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
-        metrics::counter!("glueberry_events_emitted_total", "state" => state_label(state))
-            .increment(1);
+        metrics::counter!(m::EVENTS_EMITTED, "state" => state_label(state)).increment(1);
         if state == State::Connecting && change.attempt.is_some() {
-            metrics::counter!("glueberry_reconnect_attempts_total").increment(1);
+            metrics::counter!(m::RECONNECT_ATTEMPTS).increment(1);
+        }
+        let outbound = lock(&self.shared.states)
+            .get(&peer)
+            .and_then(|v| v.outbound);
+        let timed_out = change.reason == Some(DisconnectReason::HandshakeTimeout);
+        let now = tokio::time::Instant::now();
+        let (previous, handshake) = self
+            .shared
+            .stats
+            .peer(peer, now)
+            .state_changed(state, outbound, timed_out, now);
+        if previous != State::Disconnected {
+            metrics::gauge!(m::PEERS, "state" => state_label(previous)).decrement(1.0);
+        }
+        if state != State::Disconnected {
+            metrics::gauge!(m::PEERS, "state" => state_label(state)).increment(1.0);
+        }
+        if let Some(h) = handshake {
+            tracing::debug!(%peer, result = h.label(), "handshake ended");
+            metrics::counter!(m::HANDSHAKE_RESULTS, "result" => h.label()).increment(1);
+            if let Handshake::Succeeded(took) = h {
+                metrics::histogram!(m::HANDSHAKE_DURATION).record(took.as_secs_f64());
+            }
         }
         if matches!(
             state,
@@ -471,9 +495,19 @@ impl Driver {
             .build();
         if let Err(e) = self.swarm.dial(opts) {
             tracing::debug!(%peer, error = %e, "dial refused at once");
+            self.dial_failed(peer);
             self.follow_ups
                 .push_back((peer, Input::DialFailed(e.to_string())));
         }
+    }
+
+    /// A dial to `peer` failed (at once, or after trying its addresses).
+    fn dial_failed(&mut self, peer: PeerId) {
+        metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "failure").increment(1);
+        self.shared
+            .stats
+            .peer(peer, tokio::time::Instant::now())
+            .dial_failed();
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -749,14 +783,18 @@ impl Driver {
             None => None,
             // Its connection is up but the peer has no session yet: open it.
             Some(s) if self.swarm.is_connected(&peer) => {
-                self.shared.sessions.open(peer, &self.shared.token);
+                let stats = self.shared.stats.peer(peer, tokio::time::Instant::now());
+                self.shared.sessions.open(peer, &self.shared.token, stats);
                 stream::accept_inbound(&self.shared, peer, &name, s)
             }
             Some(s) => Some(s),
         };
         if s.is_some() {
             tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
-            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
+            if let Some(e) = self.shared.stats.get(&peer) {
+                e.stream_refused();
+            }
             return;
         }
         if name == HANDSHAKE {
@@ -810,9 +848,15 @@ impl Driver {
                 num_established,
                 ..
             } => {
+                let outbound = endpoint.is_dialer();
+                metrics::counter!(m::CONNECTIONS_OPENED, "direction" => direction(outbound))
+                    .increment(1);
+                if outbound {
+                    metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
+                }
                 self.peer(peer_id).conns.push(Conn {
                     id: connection_id,
-                    outbound: endpoint.is_dialer(),
+                    outbound,
                     retired: false,
                 });
                 if num_established.get() > 1 {
@@ -822,7 +866,12 @@ impl Driver {
                     self.settle_duplicates(peer_id);
                 }
                 if num_established.get() == 1 {
-                    self.shared.sessions.open(peer_id, &self.shared.token);
+                    let now = tokio::time::Instant::now();
+                    let stats = self.shared.stats.peer(peer_id, now);
+                    stats.connection_up(outbound, now);
+                    self.shared
+                        .sessions
+                        .open(peer_id, &self.shared.token, stats);
                     if self.book.touch(&peer_id, OffsetDateTime::now_utc()) {
                         self.book_dirty = true;
                     }
@@ -845,15 +894,21 @@ impl Driver {
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
+                endpoint,
                 num_established,
                 cause,
                 ..
             } => {
+                metrics::counter!(m::CONNECTIONS_CLOSED, "direction" => direction(endpoint.is_dialer()))
+                    .increment(1);
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.conns.retain(|c| c.id != connection_id);
                 }
                 let recorded = self.closing.remove(&connection_id);
                 if num_established == 0 {
+                    if let Some(e) = self.shared.stats.get(&peer_id) {
+                        e.connection_down(tokio::time::Instant::now());
+                    }
                     self.shared.sessions.close(&peer_id);
                     let reason = recorded.unwrap_or_else(|| close_reason(cause));
                     let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
@@ -866,9 +921,22 @@ impl Driver {
                 peer_id: Some(peer),
                 error,
                 ..
-            } if !self.swarm.is_connected(&peer) => {
+            } => {
                 tracing::debug!(%peer, %error, "dial failed");
-                let _ = self.apply(peer, Input::DialFailed(error.to_string()));
+                self.dial_failed(peer);
+                if !self.swarm.is_connected(&peer) {
+                    let _ = self.apply(peer, Input::DialFailed(error.to_string()));
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                if let Some(e) = self.shared.stats.get(&peer) {
+                    e.rtt(rtt);
+                }
+                metrics::histogram!(m::PING_RTT).record(rtt.as_secs_f64());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Stream(inbound)) => self.on_inbound(inbound),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
@@ -964,6 +1032,10 @@ fn close_reason(cause: Option<ConnectionError>) -> DisconnectReason {
             }
         }
     }
+}
+
+fn direction(outbound: bool) -> &'static str {
+    if outbound { "outbound" } else { "inbound" }
 }
 
 fn state_label(state: State) -> &'static str {

@@ -39,20 +39,26 @@ mod driver;
 pub mod error;
 pub mod event;
 pub mod flow;
+pub mod health;
 pub mod message;
 mod node;
 pub mod peer;
 mod persist;
+mod ser;
 mod shared;
+pub mod stats;
 mod stream;
+pub mod telemetry;
 pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};
 pub use event::{ConnectionEvent, Event, Filter, RecvError, StreamFault, Subscription};
+pub use health::{DebugState, Health};
 pub use message::{IncomingMessage, Messages};
 pub use node::Node;
 pub use peer::{DisconnectReason, State};
+pub use stats::{PeerStats, StreamStats};
 
 /// Re-exported libp2p types that appear in the API.
 pub use libp2p::{Multiaddr, PeerId, identity};

@@ -13,6 +13,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::crypto::{Cipher, LocalKey};
@@ -91,9 +92,11 @@ impl Node {
         let public_key = config.keypair.public().to_bytes();
         let peer_id = *swarm.local_peer_id();
         let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
+        crate::telemetry::describe();
         let (events, forwarder) = Hub::new(config.event_buffer_size);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
         let (opens_tx, opens_rx) = mpsc::channel(OPEN_BUFFER);
+        let stats = Arc::new(crate::stats::Registry::new(config.max_stats_peers));
         let shared = Arc::new(Shared {
             config,
             local_key,
@@ -103,6 +106,7 @@ impl Node {
             listen_addrs: Default::default(),
             messages: messages_tx,
             events,
+            stats,
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             forwarder: TaskTracker::new(),
@@ -122,6 +126,17 @@ impl Node {
             snapshots_tx,
         );
         shared.tracker.spawn_on(driver.run(), &runtime);
+        if let Some(max_age) = shared.config.stats_max_age {
+            shared.tracker.spawn_on(
+                crate::stats::cleanup::run(
+                    shared.stats.clone(),
+                    shared.config.stats_cleanup_interval,
+                    max_age,
+                    shared.token.clone(),
+                ),
+                &runtime,
+            );
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 shared,
@@ -330,6 +345,7 @@ impl Node {
             timeout,
             self.request(|reply| Command::Connect { peer, reply }),
         )
+        .instrument(tracing::info_span!("glueberry.connect", %peer))
         .await
         {
             Ok(r) => r,
@@ -372,6 +388,94 @@ impl Node {
             .map_or(0, |v| v.connections)
     }
 
+    /// A snapshot of `peer`'s statistics; `None` if the node keeps none for it (never seen,
+    /// or removed by the cleanup task).
+    pub fn peer_stats(&self, peer: &PeerId) -> Option<crate::stats::PeerStats> {
+        self.shared().stats.snapshot(peer, Instant::now())
+    }
+
+    /// Snapshots of the statistics of every peer the node keeps statistics for, ordered by
+    /// `PeerId`.
+    pub fn all_peer_stats(&self) -> Vec<crate::stats::PeerStats> {
+        self.shared().stats.snapshot_all(Instant::now())
+    }
+
+    /// Liveness and readiness: started, listening, driver running, peers established. Cheap;
+    /// never waits.
+    pub fn health(&self) -> crate::health::Health {
+        let shared = self.shared();
+        let started = self.inner.started.load(Ordering::Acquire);
+        let shut_down = shared.token.is_cancelled();
+        let listen_addrs = self.listen_addrs();
+        let driver_alive = !self.inner.commands.is_closed() && !shut_down;
+        let (mut established, mut connected) = (0, 0);
+        for v in lock(&shared.states).values() {
+            match v.state {
+                State::Established => {
+                    established += 1;
+                    connected += 1;
+                }
+                State::Connected => connected += 1,
+                _ => {}
+            }
+        }
+        let healthy = started && !shut_down && driver_alive && !listen_addrs.is_empty();
+        crate::health::Health {
+            healthy,
+            ready: healthy && established > 0,
+            started,
+            shut_down,
+            listening: !listen_addrs.is_empty(),
+            driver_alive,
+            established_peers: established,
+            connected_peers: connected,
+            listen_addrs,
+            checked_at: std::time::SystemTime::now(),
+        }
+    }
+
+    /// Everything about the node at this moment, for a debug endpoint or a bug report (serialise
+    /// it with serde). Asks the driver for the address book; after shutdown that part is empty.
+    pub async fn debug_state(&self) -> crate::health::DebugState {
+        let book = self.list_peers().await.unwrap_or_default();
+        let c = &self.shared().config;
+        let mut peer_states: Vec<(PeerId, State)> = lock(&self.shared().states)
+            .iter()
+            .filter(|(_, v)| v.state != State::Disconnected)
+            .map(|(p, v)| (*p, v.state))
+            .collect();
+        peer_states.sort_by_key(|(p, _)| *p);
+        crate::health::DebugState {
+            peer_id: self.peer_id(),
+            public_key: self
+                .public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            version: env!("CARGO_PKG_VERSION"),
+            health: self.health(),
+            address_book: crate::health::BookSummary {
+                total_peers: book.len(),
+                blacklisted_peers: book.iter().filter(|e| e.blacklisted).count(),
+                peer_ids: book.iter().map(|e| e.peer.to_string()).collect(),
+            },
+            config: crate::health::ConfigSummary {
+                handshake_timeout: c.handshake_timeout,
+                reconnect_max_delay: c.reconnect_max_delay,
+                reconnect_max_attempts: c.reconnect_max_attempts,
+                high_watermark: c.high_watermark,
+                low_watermark: c.low_watermark,
+                max_message_size: c.max_message_size,
+                message_buffer_size: c.message_buffer_size,
+                event_buffer_size: c.event_buffer_size,
+            },
+            peer_states,
+            peers: self.all_peer_stats(),
+            flow_controllers: self.shared().sessions.flows(),
+            captured_at: std::time::SystemTime::now(),
+        }
+    }
+
     /// The shared queue of received messages, every peer and stream (handshake included).
     /// Clone it freely: each message goes to exactly one receiver.
     pub fn messages(&self) -> Messages {
@@ -399,6 +503,18 @@ impl Node {
     /// to `peer`, derives the stream key, and accepts the peer's inbound streams of `names`.
     /// From here on, sending and receiving on those streams works. Calling it again adds names.
     pub async fn prepare_streams<S: AsRef<str>>(
+        &self,
+        peer: PeerId,
+        peer_public_key: &[u8],
+        names: &[S],
+    ) -> Result<()> {
+        let span = tracing::info_span!("glueberry.handshake", %peer, phase = "prepare");
+        self.prepare_inner(peer, peer_public_key, names)
+            .instrument(span)
+            .await
+    }
+
+    async fn prepare_inner<S: AsRef<str>>(
         &self,
         peer: PeerId,
         peer_public_key: &[u8],
@@ -437,6 +553,8 @@ impl Node {
             .local_key
             .stream_key(peer_public_key)
             .map_err(|reason| Error::InvalidPublicKey { peer, reason })?;
+        metrics::counter!(crate::telemetry::KEY_DERIVATIONS, "cached" => "false").increment(1);
+        tracing::debug!(streams = ?owned, "stream key derived, preparing streams");
         let cipher = Arc::new(Cipher::new(&stream_key));
         let public_key: [u8; 32] = peer_public_key.try_into().expect("checked above: 32 bytes");
         self.request(|reply| Command::Prepare {
@@ -454,6 +572,7 @@ impl Node {
     pub async fn finalize_handshake(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         self.request(|reply| Command::Finalize { peer, reply })
+            .instrument(tracing::info_span!("glueberry.handshake", %peer, phase = "finalize"))
             .await
     }
 
@@ -472,7 +591,11 @@ impl Node {
     /// stream). Returns once the message is queued on the stream's writer; waits while the
     /// queue is full (backpressure). Opens the stream if it is the first message on it.
     pub async fn send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
-        self.send_inner(peer, stream, data.into(), None).await
+        let data = data.into();
+        let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
+        self.send_inner(peer, stream, data, None)
+            .instrument(span)
+            .await
     }
 
     /// [`send`](Self::send), giving up with [`Error::Timeout`] (retriable) if the message is
@@ -484,7 +607,10 @@ impl Node {
         data: impl Into<Bytes>,
         timeout: Duration,
     ) -> Result<()> {
-        self.send_inner(peer, stream, data.into(), Some(Instant::now() + timeout))
+        let data = data.into();
+        let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
+        self.send_inner(peer, stream, data, Some(Instant::now() + timeout))
+            .instrument(span)
             .await
     }
 
@@ -506,21 +632,28 @@ impl Node {
             peer,
             stream: stream.to_owned(),
         };
-        if let Some(gate) = &writer.gate
-            && !gate.try_acquire()
-        {
-            return Err(full());
+        let stats = &route.slot.stats;
+        if let Some(gate) = &writer.gate {
+            match gate.try_acquire() {
+                None => return Err(full()),
+                Some(engaged) => {
+                    if engaged {
+                        stats.backpressure_engaged();
+                    }
+                    stats.pending(1);
+                }
+            }
         }
         let len = data.len();
         match writer.tx.try_send(data) {
             Ok(()) => {
-                metrics::counter!("glueberry_messages_sent_total").increment(1);
-                metrics::counter!("glueberry_bytes_sent_total").increment(len as u64);
+                stats.sent(len);
                 Ok(())
             }
             Err(e) => {
                 if let Some(gate) = &writer.gate {
                     gate.release(1);
+                    stats.pending(-1);
                 }
                 match e {
                     mpsc::error::TrySendError::Full(_) => Err(full()),
@@ -565,7 +698,6 @@ impl Node {
     ) -> Result<()> {
         self.check_running()?;
         self.check_message(name, &data)?;
-        let len = data.len();
         let queue = self.queue(peer, name, data);
         let token = &self.shared().token;
         let r = tokio::select! {
@@ -580,10 +712,6 @@ impl Node {
                 }
             } => r,
         };
-        if r.is_ok() {
-            metrics::counter!("glueberry_messages_sent_total").increment(1);
-            metrics::counter!("glueberry_bytes_sent_total").increment(len as u64);
-        }
         r
     }
 
@@ -593,6 +721,7 @@ impl Node {
     async fn queue(&self, peer: PeerId, name: &str, data: Bytes) -> Result<()> {
         let shared = self.shared();
         let mut data = data;
+        let len = data.len();
         for attempt in 0..2 {
             let route = shared.sessions.route(&peer, name)?;
             let writer = route
@@ -601,16 +730,33 @@ impl Node {
                 .get_or_try_init(|| stream::open(shared, peer, &route))
                 .await?
                 .clone();
-            if let Some(gate) = &writer.gate
-                && gate.acquire().await
-            {
-                metrics::counter!("glueberry_backpressure_waits_total").increment(1);
+            let stats = &route.slot.stats;
+            if let Some(gate) = &writer.gate {
+                let engaged = match gate.try_acquire() {
+                    Some(engaged) => engaged,
+                    None => {
+                        let waiting = Instant::now();
+                        let acquired = gate.acquire().await;
+                        stats.backpressure_wait(waiting.elapsed());
+                        acquired.engaged
+                    }
+                };
+                if engaged {
+                    stats.backpressure_engaged();
+                }
+                stats.pending(1);
             }
+            // With a gate this never waits: the queue holds as many messages as the gate
+            // lets in.
             match writer.tx.send(data).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    stats.sent(len);
+                    return Ok(());
+                }
                 Err(mpsc::error::SendError(back)) => {
                     if let Some(gate) = &writer.gate {
                         gate.release(1);
+                        stats.pending(-1);
                     }
                     shared.sessions.invalidate(&peer, &route.name, &route.slot);
                     data = back;

@@ -1,7 +1,7 @@
 //! State shared by the node handle, the driver and the stream tasks.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use libp2p::{Multiaddr, PeerId};
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     pub(crate) messages: async_channel::Sender<IncomingMessage>,
     /// Event fan-out to subscriptions, through the forwarder task.
     pub(crate) events: Hub,
+    /// Per-peer statistics: connection fields written by the driver, counters by the stream
+    /// paths; entries removed by the cleanup task.
+    pub(crate) stats: Arc<crate::stats::Registry>,
     /// Root of every task's cancellation.
     pub(crate) token: CancellationToken,
     /// Every task the node starts but the forwarder.

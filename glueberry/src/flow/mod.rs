@@ -22,6 +22,8 @@ pub struct Controller {
     blocked: bool,
     /// The most ever queued (for statistics and tests).
     peak: usize,
+    /// Times it became blocked.
+    engaged: u64,
 }
 
 impl Controller {
@@ -35,20 +37,33 @@ impl Controller {
             queued: 0,
             blocked: false,
             peak: 0,
+            engaged: 0,
         }
     }
 
     /// Takes a place if not blocked; the place that reaches `high` blocks the ones after it.
     pub fn try_acquire(&mut self) -> bool {
+        self.acquire().is_some()
+    }
+
+    /// Takes a place if not blocked: `Some(engaged)`, where `engaged` says this place reached
+    /// the high watermark and blocked the controller; `None` when blocked.
+    pub fn acquire(&mut self) -> Option<bool> {
         if self.blocked {
-            return false;
+            return None;
         }
         self.queued += 1;
         self.peak = self.peak.max(self.queued);
         if self.queued >= self.high {
             self.blocked = true;
+            self.engaged += 1;
         }
-        true
+        Some(self.blocked)
+    }
+
+    /// How many times the controller became blocked.
+    pub fn engaged(&self) -> u64 {
+        self.engaged
     }
 
     /// Gives back `n` places; returns true if this unblocked the controller (wake the waiters).
@@ -77,6 +92,15 @@ impl Controller {
     }
 }
 
+/// What [`Gate::acquire`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    /// The gate was blocked: the sender waited for the queue to drain to the low watermark.
+    pub waited: bool,
+    /// This place reached the high watermark and blocked the gate for the senders after it.
+    pub engaged: bool,
+}
+
 /// A [`Controller`] shared by the senders and the writer of one stream.
 #[derive(Debug)]
 pub struct Gate {
@@ -93,9 +117,9 @@ impl Gate {
         }
     }
 
-    /// Takes a place, waiting while the controller is blocked. Returns whether it had to wait.
-    /// Cancel-safe: dropping the future takes nothing.
-    pub async fn acquire(&self) -> bool {
+    /// Takes a place, waiting while the controller is blocked. Cancel-safe: dropping the
+    /// future takes nothing.
+    pub async fn acquire(&self) -> Acquired {
         let mut waited = false;
         loop {
             let notified = self.unblocked.notified();
@@ -103,17 +127,18 @@ impl Gate {
             // Register before checking, so that a release between the check and the wait is
             // not missed.
             notified.as_mut().enable();
-            if lock(&self.state).try_acquire() {
-                return waited;
+            if let Some(engaged) = lock(&self.state).acquire() {
+                return Acquired { waited, engaged };
             }
             waited = true;
             notified.await;
         }
     }
 
-    /// Takes a place if one is free now.
-    pub fn try_acquire(&self) -> bool {
-        lock(&self.state).try_acquire()
+    /// Takes a place if one is free now: `Some(engaged)` (see [`Controller::acquire`]), or
+    /// `None` when blocked.
+    pub fn try_acquire(&self) -> Option<bool> {
+        lock(&self.state).acquire()
     }
 
     /// Gives back `n` places, waking every waiter if the queue drained to the low watermark.

@@ -48,7 +48,7 @@ async fn pending<F: std::future::Future>(fut: F) -> bool {
 async fn acquire_waits_at_high_and_wakes_at_low() {
     let gate = Arc::new(Gate::new(3, 1));
     for _ in 0..3 {
-        assert!(!gate.acquire().await, "no wait below high");
+        assert!(!gate.acquire().await.waited, "no wait below high");
     }
     assert!(pending(gate.acquire()).await, "blocked at high");
     let g = gate.clone();
@@ -58,7 +58,10 @@ async fn acquire_waits_at_high_and_wakes_at_low() {
     tokio::task::yield_now().await;
     assert!(!waiter.is_finished(), "2 queued is above the low watermark");
     gate.release(1);
-    assert!(waiter.await.unwrap(), "woken at low, and it says it waited");
+    let acquired = waiter.await.unwrap();
+    assert!(acquired.waited, "woken at low, and it says it waited");
+    assert!(!acquired.engaged, "2 queued after it: below high");
+    assert_eq!(gate.snapshot().engaged(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -74,7 +77,13 @@ async fn cancelled_waits_take_nothing() {
         0,
         "the cancelled acquires hold no place"
     );
-    assert!(gate.try_acquire());
+    assert_eq!(gate.try_acquire(), Some(false));
+    assert_eq!(
+        gate.try_acquire(),
+        Some(true),
+        "the second place reaches high"
+    );
+    assert_eq!(gate.try_acquire(), None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,6 +106,6 @@ async fn many_waiters_all_wake() {
         gate.release(q);
     }
     for w in waiters {
-        assert!(w.await.unwrap());
+        assert!(w.await.unwrap().waited);
     }
 }

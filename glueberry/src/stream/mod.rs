@@ -16,12 +16,15 @@ use futures::AsyncReadExt as _;
 use libp2p::{PeerId, Stream};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::behaviour::streams::OpenError;
 use crate::crypto::Cipher;
 use crate::error::Error;
 use crate::flow::Gate;
 use crate::shared::{Shared, lock};
+use crate::stats::{PeerEntry, StreamCounters};
+use crate::telemetry as m;
 use crate::wire::{self, HANDSHAKE};
 
 /// Most streams read at once for one (peer, name). Two arise when both sides open the same
@@ -38,14 +41,26 @@ pub(crate) struct Writer {
 
 /// The writer of one (peer, name), set once by whoever gets a stream first: the first sender
 /// (opening an outbound stream) or the driver (adopting an inbound one).
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) cell: OnceCell<Writer>,
+    /// The statistics of (peer, name); they outlive the slot.
+    pub(crate) stats: Arc<StreamCounters>,
+}
+
+impl Slot {
+    fn new(stats: Arc<StreamCounters>) -> Self {
+        Self {
+            cell: OnceCell::new(),
+            stats,
+        }
+    }
 }
 
 struct Session {
     /// Distinguishes this session from earlier ones of the same peer.
     id: u64,
+    stats: Arc<PeerEntry>,
     token: CancellationToken,
     cipher: Option<Arc<Cipher>>,
     prepared: HashSet<Arc<str>>,
@@ -71,12 +86,13 @@ pub(crate) struct Sessions {
 
 impl Sessions {
     /// The driver saw the first connection to `peer`.
-    pub(crate) fn open(&self, peer: PeerId, parent: &CancellationToken) {
+    pub(crate) fn open(&self, peer: PeerId, parent: &CancellationToken, stats: Arc<PeerEntry>) {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         lock(&self.inner).entry(peer).or_insert_with(|| Session {
             id,
+            stats,
             token: parent.child_token(),
             cipher: None,
             prepared: HashSet::new(),
@@ -121,6 +137,27 @@ impl Sessions {
         }
     }
 
+    /// The flow-control state of every open send queue, ordered by peer and stream.
+    pub(crate) fn flows(&self) -> Vec<crate::health::FlowState> {
+        let mut flows = Vec::new();
+        for (peer, s) in lock(&self.inner).iter() {
+            for (name, slot) in &s.slots {
+                if let Some(gate) = slot.cell.get().and_then(|w| w.gate.as_ref()) {
+                    let c = gate.snapshot();
+                    flows.push(crate::health::FlowState {
+                        peer: *peer,
+                        stream: name.to_string(),
+                        queued: c.queued(),
+                        peak: c.peak(),
+                        blocked: c.is_blocked(),
+                    });
+                }
+            }
+        }
+        flows.sort_by(|a, b| (a.peer, &a.stream).cmp(&(b.peer, &b.stream)));
+        flows
+    }
+
     /// The route for sending to `peer` on `name`, creating an empty slot if needed.
     pub(crate) fn route(&self, peer: &PeerId, name: &str) -> Result<Route, Error> {
         let mut map = lock(&self.inner);
@@ -137,18 +174,19 @@ impl Sessions {
             }
             s.cipher.clone()
         };
-        let slot = match s.slots.get(name) {
+        let name: Arc<str> = s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
+        let slot = match s.slots.get(&name) {
             Some(slot) => slot.clone(),
             None => {
-                let slot = Arc::new(Slot::default());
-                s.slots.insert(name.into(), slot.clone());
+                let slot = Arc::new(Slot::new(s.stats.stream(&name)));
+                s.slots.insert(name.clone(), slot.clone());
                 slot
             }
         };
         Ok(Route {
             session: s.id,
             slot,
-            name: s.prepared.get(name).cloned().unwrap_or_else(|| name.into()),
+            name,
             cipher,
             token: s.token.clone(),
         })
@@ -220,7 +258,12 @@ pub(crate) fn accept_inbound(
                         let name: Arc<str> =
                             s.prepared.get(name).cloned().unwrap_or_else(|| name.into());
                         *s.readers.entry(name.clone()).or_default() += 1;
-                        let slot = s.slots.entry(name.clone()).or_default().clone();
+                        let stats = &s.stats;
+                        let slot = s
+                            .slots
+                            .entry(name.clone())
+                            .or_insert_with(|| Arc::new(Slot::new(stats.stream(&name))))
+                            .clone();
                         Ok((name, cipher, s.token.clone(), slot, s.id))
                     }
                 }
@@ -231,7 +274,10 @@ pub(crate) fn accept_inbound(
         Err(Refusal::NotConnected) => return Some(stream),
         Err(refusal) => {
             tracing::debug!(%peer, stream = name, ?refusal, "inbound stream refused");
-            metrics::counter!("glueberry_inbound_streams_refused_total").increment(1);
+            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
+            if let Some(e) = shared.stats.get(&peer) {
+                e.stream_refused();
+            }
             // Dropping the stream resets it.
         }
         Ok((name, cipher, token, slot, session)) => {
@@ -341,33 +387,45 @@ fn spawn(
     };
     let is_writer = opened || slot.cell.set(w.clone()).is_ok();
     tracing::debug!(peer = %ids.peer, stream = &*name, opened, is_writer, "stream started");
+    let stats = slot.stats.clone();
+    stats.stream_opened();
     let weak = Arc::downgrade(slot);
     let idle_write = if is_writer {
-        shared.tracker.spawn(writer::run(
-            shared.clone(),
-            ids,
-            name.clone(),
-            cipher.clone(),
-            write,
-            rx,
-            gate,
-            token.clone(),
-            weak.clone(),
-        ));
+        let span = tracing::debug_span!("glueberry.write", peer = %ids.peer, stream = &*name);
+        shared.tracker.spawn(
+            writer::run(
+                shared.clone(),
+                ids,
+                name.clone(),
+                cipher.clone(),
+                write,
+                rx,
+                gate,
+                stats.clone(),
+                token.clone(),
+                weak.clone(),
+            )
+            .instrument(span),
+        );
         None
     } else {
         // Read-only: keep the write half open (closing it would make a Go peer drop the stream).
         Some(write)
     };
-    shared.tracker.spawn(reader::run(
-        shared.clone(),
-        ids,
-        name,
-        cipher,
-        read,
-        token,
-        is_writer.then_some(weak),
-        idle_write,
-    ));
+    let span = tracing::debug_span!("glueberry.receive", peer = %ids.peer, stream = &*name);
+    shared.tracker.spawn(
+        reader::run(
+            shared.clone(),
+            ids,
+            name,
+            cipher,
+            read,
+            stats,
+            token,
+            is_writer.then_some(weak),
+            idle_write,
+        )
+        .instrument(span),
+    );
     is_writer.then_some(w)
 }

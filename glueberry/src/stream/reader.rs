@@ -15,6 +15,8 @@ use crate::crypto::Cipher;
 use crate::event::{Event, StreamFault};
 use crate::message::IncomingMessage;
 use crate::shared::Shared;
+use crate::stats::StreamCounters;
+use crate::telemetry as m;
 use crate::wire::{DecodeError, Decoder};
 
 /// Why a reader stopped.
@@ -39,6 +41,7 @@ pub(super) async fn run(
     name: Arc<str>,
     cipher: Option<Arc<Cipher>>,
     read: ReadHalf<Stream>,
+    stats: Arc<StreamCounters>,
     token: CancellationToken,
     slot: Option<Weak<Slot>>,
     idle_write: Option<WriteHalf<Stream>>,
@@ -60,6 +63,7 @@ pub(super) async fn run(
                 break End::Io;
             }
             Some(Err(e)) => {
+                stats.malformed();
                 fault(&shared, peer, &name, e.to_string(), true);
                 break End::Reset;
             }
@@ -70,7 +74,7 @@ pub(super) async fn run(
             Some(c) => match c.open_in_place(&mut body) {
                 Ok(range) => body.freeze().slice(range),
                 Err(e) => {
-                    metrics::counter!("glueberry_decryption_errors_total").increment(1);
+                    stats.decryption_failed();
                     failures += 1;
                     if too_many(&shared, failures) {
                         fault(&shared, peer, &name, e.to_string(), true);
@@ -82,6 +86,7 @@ pub(super) async fn run(
             },
         };
         if data.len() > max {
+            stats.oversized();
             failures += 1;
             let error = format!(
                 "message of {} bytes exceeds the maximum of {max}",
@@ -94,11 +99,14 @@ pub(super) async fn run(
             fault(&shared, peer, &name, error, false);
             continue;
         }
+        let len = data.len();
+        let received_at = SystemTime::now();
+        tracing::trace!(%peer, stream = &*name, len, "message received");
         let msg = IncomingMessage {
             peer,
             stream: name.clone(),
             data,
-            received_at: SystemTime::now(),
+            received_at,
         };
         // Waiting here is the backpressure: while the queue is full this stream is not read,
         // and the muxer's window stops the sender.
@@ -107,8 +115,10 @@ pub(super) async fn run(
             _ = token.cancelled() => break End::Cancelled,
             r = shared.messages.send(msg) => if r.is_err() { break End::QueueClosed },
         }
+        stats.received(len, received_at);
     };
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
+    stats.stream_closed();
     if end == End::Reset {
         // Stops the writer too; dropping both halves resets the stream.
         token.cancel();
@@ -130,7 +140,7 @@ fn too_many(shared: &Shared, failures: u32) -> bool {
 
 fn fault(shared: &Shared, peer: PeerId, stream: &str, error: String, reset: bool) {
     tracing::warn!(%peer, stream, %error, reset, "bad frame from peer");
-    metrics::counter!("glueberry_stream_faults_total", "reset" => if reset { "true" } else { "false" })
+    metrics::counter!(m::STREAM_FAULTS, "reset" => if reset { "true" } else { "false" })
         .increment(1);
     shared.emit(Event::StreamFault(StreamFault {
         peer,

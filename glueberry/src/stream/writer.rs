@@ -16,6 +16,8 @@ use super::{Ids, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
 use crate::flow::Gate;
 use crate::shared::Shared;
+use crate::stats::StreamCounters;
+use crate::telemetry as m;
 use crate::wire::codec;
 
 /// Bytes of queued frames gathered into one write.
@@ -30,6 +32,7 @@ pub(super) async fn run(
     mut write: WriteHalf<Stream>,
     mut rx: mpsc::Receiver<Bytes>,
     gate: Option<Arc<Gate>>,
+    stats: Arc<StreamCounters>,
     token: CancellationToken,
     slot: Weak<Slot>,
 ) {
@@ -67,6 +70,7 @@ pub(super) async fn run(
         // Taken off the queue: room for senders (they wake at the low watermark).
         if let Some(g) = &gate {
             g.release(in_flight as usize);
+            stats.pending(-(in_flight as i64));
         }
         let written = tokio::select! {
             biased;
@@ -80,7 +84,7 @@ pub(super) async fn run(
             }
             break;
         }
-        metrics::counter!("glueberry_frames_written_total").increment(in_flight);
+        metrics::counter!(m::FRAMES_WRITTEN).increment(in_flight);
         in_flight = 0;
         if buf.capacity() > 4 * COALESCE {
             buf = BytesMut::new();
@@ -90,14 +94,20 @@ pub(super) async fn run(
     }
     // Whatever is still queued, or was being written, may not have reached the peer: count it.
     rx.close();
-    let mut lost = in_flight;
+    let mut queued = 0u64;
     while rx.try_recv().is_ok() {
-        lost += 1;
+        queued += 1;
     }
+    if let Some(g) = &gate
+        && queued > 0
+    {
+        g.release(queued as usize);
+        stats.pending(-(queued as i64));
+    }
+    let lost = in_flight + queued;
     if lost > 0 {
         tracing::warn!(%peer, stream = &*name, lost, "queued messages lost: stream closed");
-        metrics::counter!("glueberry_messages_dropped_total", "cause" => "stream_closed")
-            .increment(lost);
+        stats.lost(lost);
     }
 }
 

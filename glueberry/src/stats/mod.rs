@@ -1,0 +1,135 @@
+//! Per-peer and per-stream statistics.
+//!
+//! [`Node::peer_stats`](crate::Node::peer_stats) and
+//! [`Node::all_peer_stats`](crate::Node::all_peer_stats) return [`PeerStats`] snapshots. The
+//! counters behind them are atomics updated on the send and receive paths without a lock;
+//! what changes per connection (state, connect times, round-trip time) is written by the driver
+//! only. Stream entries exist only for the names prepared for a peer (and `handshake`), so
+//! their number is bounded by the application.
+//!
+//! Byte counts are plaintext payload lengths, as in Go Glueberry, not wire bytes.
+//!
+//! A cleanup task removes the statistics of peers that have been disconnected for longer than
+//! [`Config::with_stats_max_age`](crate::Config::with_stats_max_age).
+
+pub(crate) mod cleanup;
+mod registry;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use libp2p::PeerId;
+use serde::Serialize;
+
+use crate::peer::State;
+
+pub(crate) use registry::{Handshake, PeerEntry, Registry, StreamCounters};
+
+/// Messages a node did not deliver, by cause. Every one of them is also counted in the
+/// `glueberry_messages_dropped_total{cause}` metric (or, for frames, in
+/// `glueberry_decryption_errors_total` and `glueberry_stream_faults_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// Outbound messages queued on a stream that failed or closed before they were written.
+    pub stream_closed: u64,
+    /// Inbound frames whose body did not decrypt (wrong key, tampered, or too short).
+    pub decryption_failed: u64,
+    /// Inbound messages larger than `max_message_size`.
+    pub oversized: u64,
+    /// Inbound frames that broke the framing (bad prefix, over the frame limit, truncated);
+    /// each one also reset its stream.
+    pub malformed: u64,
+}
+
+impl Dropped {
+    fn add(&mut self, other: &Dropped) {
+        self.stream_closed += other.stream_closed;
+        self.decryption_failed += other.decryption_failed;
+        self.oversized += other.oversized;
+        self.malformed += other.malformed;
+    }
+}
+
+/// Statistics of one named stream of one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamStats {
+    /// The stream name.
+    pub name: String,
+    /// Messages queued by `send` / `try_send`.
+    pub messages_sent: u64,
+    /// Messages delivered to the message queue.
+    pub messages_received: u64,
+    /// Plaintext bytes queued.
+    pub bytes_sent: u64,
+    /// Plaintext bytes delivered.
+    pub bytes_received: u64,
+    /// When the last message was queued.
+    #[serde(with = "crate::ser::opt_time")]
+    pub last_sent_at: Option<SystemTime>,
+    /// When the last message was delivered.
+    #[serde(with = "crate::ser::opt_time")]
+    pub last_received_at: Option<SystemTime>,
+    /// Sends that had to wait for the flow-control gate (the queue was at its high watermark).
+    pub backpressure_waits: u64,
+    /// What was not delivered, by cause.
+    pub dropped: Dropped,
+    /// Streams of this name opened (by either side) and closed.
+    pub streams_opened: u64,
+    /// Streams of this name that ended.
+    pub streams_closed: u64,
+}
+
+/// Statistics of one peer: a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerStats {
+    /// The peer.
+    #[serde(serialize_with = "crate::ser::peer_id")]
+    pub peer: PeerId,
+    /// Its state when the snapshot was taken.
+    pub state: State,
+    /// Whether the kept connection was dialled by this node (while connected).
+    pub outbound: Option<bool>,
+    /// When the current connection came up; `None` while disconnected.
+    #[serde(with = "crate::ser::opt_time")]
+    pub connected_at: Option<SystemTime>,
+    /// Time spent connected, over every connection so far (the current one included).
+    #[serde(serialize_with = "crate::ser::duration_secs")]
+    pub total_connected: Duration,
+    /// How many times the peer became connected (a first connection came up).
+    pub connection_count: u64,
+    /// Dials to the peer that failed.
+    pub failed_attempts: u64,
+    /// The last round-trip time measured by libp2p ping.
+    #[serde(serialize_with = "crate::ser::opt_duration_secs")]
+    pub last_rtt: Option<Duration>,
+    /// Messages queued to the peer, every stream.
+    pub messages_sent: u64,
+    /// Messages received from the peer, every stream.
+    pub messages_received: u64,
+    /// Plaintext bytes queued to the peer.
+    pub bytes_sent: u64,
+    /// Plaintext bytes received from the peer.
+    pub bytes_received: u64,
+    /// When the last message was sent or received.
+    #[serde(with = "crate::ser::opt_time")]
+    pub last_message_at: Option<SystemTime>,
+    /// What was not delivered, by cause, every stream.
+    pub dropped: Dropped,
+    /// Inbound streams refused: not prepared, too many for one name, or from a peer whose
+    /// connection was already gone.
+    pub refused_streams: u64,
+    /// Per stream name.
+    pub streams: BTreeMap<String, StreamStats>,
+}
+
+impl PeerStats {
+    /// Whether the peer is Established (Go's `Connected`).
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// Decryption failures on every stream (the same as `dropped.decryption_failed`).
+    pub fn decryption_failures(&self) -> u64 {
+        self.dropped.decryption_failed
+    }
+}
