@@ -126,9 +126,25 @@ async fn a_slow_consumer_gets_every_message_once_in_order() {
             }
         })
     };
-    // The consumer is slower than the sender: it yields between messages.
+    // The consumer starts only once the sender has been held back (every buffer between
+    // them is bounded, so that must happen), then stays slower: it yields between messages.
+    let waits = |n: &Node| {
+        n.peer_stats(&to)
+            .and_then(|s| s.streams.get("data").map(|d| d.backpressure_waits))
+            .unwrap_or(0)
+    };
+    within(async {
+        while waits(&a) == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     let messages = b.messages();
     for i in 0..N {
+        assert!(
+            messages.len() <= 16,
+            "the message queue stays within its bound"
+        );
         let m = within(messages.recv()).await.unwrap();
         assert_eq!(
             u32::from_be_bytes(m.data[..4].try_into().unwrap()),
@@ -141,6 +157,19 @@ async fn a_slow_consumer_gets_every_message_once_in_order() {
     }
     within(sender).await.unwrap();
     assert!(messages.try_recv().is_err(), "nothing more, nothing twice");
+    let flows = a.debug_state().await.flow_controllers;
+    let flow = flows.iter().find(|f| f.peer == to).expect("a's queue to b");
+    assert!(
+        flow.peak <= 64,
+        "the send queue never held more than its high watermark: {flow:?}"
+    );
+    let stats = a.peer_stats(&to).unwrap();
+    assert_eq!(stats.streams["data"].messages_sent, u64::from(N));
+    assert_eq!(stats.dropped, Default::default(), "nothing dropped");
+    assert_eq!(
+        b.peer_stats(&a.peer_id()).unwrap().streams["data"].messages_received,
+        u64::from(N)
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -102,6 +102,9 @@ async fn framing_errors_reset_the_stream() {
             );
         }
     }
+    let stats = node.peer_stats(&raw.peer_id).unwrap();
+    assert_eq!(stats.dropped.malformed, 10, "{stats:?}");
+    assert_eq!(stats.streams["handshake"].dropped.malformed, 5);
     still_works(&node, &raw).await;
     node.shutdown().await;
 }
@@ -135,6 +138,9 @@ async fn bad_bodies_are_counted_then_the_stream_is_reset() {
     assert!(f3.reset, "{f3:?}");
     let m = within(node.messages().recv()).await.unwrap();
     assert_eq!(m.data.as_ref(), b"good");
+    let stats = node.peer_stats(&raw.peer_id).unwrap();
+    assert_eq!(stats.dropped.decryption_failed, 3, "{stats:?}");
+    assert_eq!(stats.streams["data"].messages_received, 1);
     still_works(&node, &raw).await;
     node.shutdown().await;
 }
