@@ -114,6 +114,9 @@ struct Conn {
     outbound: bool,
     /// A duplicate left to close once its streams are done.
     retired: bool,
+    /// It came up while the peer was Established: a handshake stream on it means the peer
+    /// restarted (a duplicate of a simultaneous dial comes up before).
+    after_established: bool,
 }
 
 struct Starting {
@@ -798,18 +801,24 @@ impl Driver {
             return;
         }
         if name == HANDSHAKE {
-            self.on_handshake_stream(peer);
+            self.on_handshake_stream(peer, connection);
         }
     }
 
-    /// A new handshake stream on a new connection while Established: the peer restarted (its
-    /// old connection may linger until it times out). Keep only the newest connection and go
-    /// through the handshake again.
-    fn on_handshake_stream(&mut self, peer: PeerId) {
+    /// A new handshake stream, while Established, on a connection that came up after the
+    /// peer was Established: the peer restarted (its old connection may linger until it times
+    /// out). Keep only the newest connection and go through the handshake again. A handshake
+    /// stream on an older connection (a late one of the first handshake, or on the duplicate
+    /// of a simultaneous dial) changes nothing.
+    fn on_handshake_stream(&mut self, peer: PeerId, connection: ConnectionId) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
-        if p.machine.state() != State::Established || p.conns.len() < 2 {
+        let on_new_connection = p
+            .conns
+            .iter()
+            .any(|c| c.id == connection && c.after_established);
+        if p.machine.state() != State::Established || p.conns.len() < 2 || !on_new_connection {
             return;
         }
         let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].iter().map(|c| c.id).collect();
@@ -854,10 +863,12 @@ impl Driver {
                 if outbound {
                     metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
                 }
+                let after_established = self.state(&peer_id) == State::Established;
                 self.peer(peer_id).conns.push(Conn {
                     id: connection_id,
                     outbound,
                     retired: false,
+                    after_established,
                 });
                 if num_established.get() > 1 {
                     // Both dialled at once, or (while Established) the peer restarted behind a

@@ -4,6 +4,12 @@
 //! waiting. For each event it updates its view of peer states, then offers the event to each
 //! subscription whose filter it passes. A subscription whose queue is full is not waited for:
 //! its missed events are counted and it gets one `Lagged(n)` before its next event.
+//!
+//! If the forwarder itself falls that far behind, the emitter does not wait either: the
+//! events that find its queue full are counted, and the count rides on the next event that
+//! gets in, so every subscription is told (`Lagged`) exactly where the gap is. It may
+//! overstate a subscription's loss (the missed events might not have passed its filter),
+//! never understate it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::{Event, Filter, Subscription};
 use crate::peer::State;
 use crate::shared::lock;
+use crate::telemetry as m;
 
 /// What a subscription queue carries.
 #[derive(Debug)]
@@ -43,7 +50,10 @@ struct Registry {
 
 /// The emitting side and the subscription registry; shared by the node's tasks.
 pub(crate) struct Hub {
-    input: Mutex<Option<mpsc::Sender<Event>>>,
+    /// The forwarder's input: each event with the number of events dropped just before it.
+    input: Mutex<Option<mpsc::Sender<(Event, u64)>>>,
+    /// Events dropped since the last one that got in (written under the `input` lock).
+    gap: Arc<AtomicU64>,
     registry: Arc<Mutex<Registry>>,
     capacity: usize,
 }
@@ -53,21 +63,25 @@ impl Hub {
     pub(crate) fn new(capacity: usize) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(capacity.max(64) * 8);
         let registry = Arc::new(Mutex::new(Registry::default()));
+        let gap = Arc::new(AtomicU64::new(0));
         let hub = Self {
             input: Mutex::new(Some(tx)),
+            gap: gap.clone(),
             registry: registry.clone(),
             capacity,
         };
-        (hub, run(rx, registry))
+        (hub, run(rx, gap, registry))
     }
 
     /// Hands `event` to the forwarder. Never waits: if the forwarder is that far behind, the
-    /// event is dropped, counted and logged.
+    /// event is dropped, counted, logged, and reported to every subscription as a gap.
     pub(crate) fn emit(&self, event: Event) {
         let guard = lock(&self.input);
         let Some(tx) = guard.as_ref() else { return };
-        if let Err(TrySendError::Full(e)) = tx.try_send(event) {
-            metrics::counter!("glueberry_events_dropped_total").increment(1);
+        let gap = self.gap.swap(0, Ordering::AcqRel);
+        if let Err(TrySendError::Full((e, gap))) = tx.try_send((event, gap)) {
+            self.gap.fetch_add(gap + 1, Ordering::AcqRel);
+            metrics::counter!(m::EVENTS_DROPPED).increment(1);
             tracing::warn!(event = ?e, "event forwarder saturated, event dropped");
         }
     }
@@ -101,9 +115,16 @@ impl Hub {
     }
 }
 
-async fn run(mut input: mpsc::Receiver<Event>, registry: Arc<Mutex<Registry>>) {
-    while let Some(event) = input.recv().await {
+async fn run(
+    mut input: mpsc::Receiver<(Event, u64)>,
+    gap: Arc<AtomicU64>,
+    registry: Arc<Mutex<Registry>>,
+) {
+    while let Some((event, dropped)) = input.recv().await {
         let mut reg = lock(&registry);
+        if dropped > 0 {
+            missed_by_all(&mut reg, dropped);
+        }
         if let Event::Connection(e) = &event {
             if e.state == State::Disconnected {
                 reg.states.remove(&e.peer);
@@ -114,9 +135,22 @@ async fn run(mut input: mpsc::Receiver<Event>, registry: Arc<Mutex<Registry>>) {
         reg.subs.retain_mut(|sub| offer(sub, &event));
     }
     let mut reg = lock(&registry);
+    // Events dropped after the last one that got in.
+    let dropped = gap.swap(0, Ordering::AcqRel);
+    if dropped > 0 {
+        missed_by_all(&mut reg, dropped);
+    }
     reg.closed = true;
     for sub in reg.subs.drain(..) {
         sub.final_missed.store(sub.missed, Ordering::Release);
+    }
+}
+
+/// `n` events never reached the forwarder: every subscription may have missed them.
+fn missed_by_all(reg: &mut Registry, n: u64) {
+    for sub in &mut reg.subs {
+        sub.missed += n;
+        metrics::counter!(m::SUBSCRIBER_LAGGED).increment(n);
     }
 }
 
@@ -130,7 +164,7 @@ fn offer(sub: &mut Sub, event: &Event) -> bool {
             Ok(()) => sub.missed = 0,
             Err(TrySendError::Full(_)) => {
                 sub.missed += 1;
-                metrics::counter!("glueberry_subscriber_lagged_events_total").increment(1);
+                metrics::counter!(m::SUBSCRIBER_LAGGED).increment(1);
                 return true;
             }
             Err(TrySendError::Closed(_)) => return false,
@@ -140,7 +174,7 @@ fn offer(sub: &mut Sub, event: &Event) -> bool {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {
             sub.missed += 1;
-            metrics::counter!("glueberry_subscriber_lagged_events_total").increment(1);
+            metrics::counter!(m::SUBSCRIBER_LAGGED).increment(1);
             true
         }
         Err(TrySendError::Closed(_)) => false,
@@ -169,7 +203,7 @@ mod tests {
     async fn emit_all(hub: &Hub, events: impl Iterator<Item = Event>) {
         let tx = lock(&hub.input).clone().unwrap();
         for e in events {
-            tx.send(e).await.unwrap();
+            tx.send((e, 0)).await.unwrap();
         }
     }
 
@@ -223,6 +257,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_the_forwarder_could_not_take_are_reported_to_every_subscription() {
+        let (hub, forwarder) = Hub::new(64);
+        let (x, y) = (PeerId::random(), PeerId::random());
+        let (_, mut only_x) = hub.subscribe(Filter::all().peers([x]));
+        // The forwarder is not running yet: its input (8 × 64) fills, then 3 events are dropped.
+        let room = lock(&hub.input).as_ref().unwrap().max_capacity();
+        for _ in 0..room + 3 {
+            hub.emit(event(y, State::Connected));
+        }
+        let forwarder = tokio::spawn(forwarder);
+        while {
+            let input = lock(&hub.input);
+            let tx = input.as_ref().unwrap();
+            tx.capacity() < tx.max_capacity()
+        } {
+            tokio::task::yield_now().await;
+        }
+        // The next event that gets in carries the gap: the subscription hears of it first.
+        hub.emit(event(x, State::Connected));
+        hub.emit(event(x, State::Established));
+        hub.close();
+        forwarder.await.unwrap();
+        assert_eq!(only_x.recv().await, Err(RecvError::Lagged(3)));
+        assert_eq!(only_x.recv().await.unwrap(), event(x, State::Connected));
+        assert_eq!(only_x.recv().await.unwrap(), event(x, State::Established));
+        assert_eq!(only_x.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_gap_at_the_end_is_reported_at_the_end() {
+        let (hub, forwarder) = Hub::new(64);
+        let (_, mut sub) = hub.subscribe(Filter::all().peers([PeerId::random()]));
+        let room = lock(&hub.input).as_ref().unwrap().max_capacity();
+        for _ in 0..room + 5 {
+            hub.emit(event(PeerId::random(), State::Connected));
+        }
+        hub.close();
+        forwarder.await;
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged(5)));
+        assert_eq!(sub.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test]
     async fn filters_and_snapshots() {
         let (hub, forwarder) = Hub::new(16);
         let forwarder = tokio::spawn(forwarder);
@@ -239,6 +316,9 @@ mod tests {
         let (snap, mut only_a) = hub.subscribe(Filter::all().peers([a]));
         assert_eq!(snap, vec![(a, State::Connected)]);
         let (_, mut established) = hub.subscribe(Filter::all().states([State::Established]));
+        let (snap, mut b_established) =
+            hub.subscribe(Filter::all().peers([b]).states([State::Established]));
+        assert_eq!(snap, vec![(b, State::Established)]);
         let (_, dropped) = hub.subscribe(Filter::all());
         drop(dropped);
         emit_all(
@@ -255,6 +335,8 @@ mod tests {
             event(a, State::Established)
         );
         assert_eq!(established.recv().await, Err(RecvError::Closed));
+        // Both conditions: b's Disconnected and a's Established pass neither.
+        assert_eq!(b_established.recv().await, Err(RecvError::Closed));
         // After the end, new subscriptions are closed at once.
         let (_, mut late) = hub.subscribe(Filter::all());
         assert_eq!(late.recv().await, Err(RecvError::Closed));

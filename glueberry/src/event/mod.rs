@@ -116,8 +116,10 @@ impl Filter {
 /// Why [`Subscription::recv`] returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    /// The subscriber fell behind: this many events (that passed its filter) were not queued
-    /// for it. The next `recv` continues with the events that came after them.
+    /// The subscriber fell behind: this many events that passed its filter were not queued
+    /// for it. The next `recv` continues with the events that came after them. (In the rare
+    /// case where the node's forwarder itself fell behind, the count includes the events it
+    /// could not take, whatever the filter: it may overstate the loss, never understate it.)
     #[error("subscriber lagged: {0} events missed")]
     Lagged(u64),
     /// The node shut down and every event has been read.

@@ -517,7 +517,14 @@ impl Machine {
                 State::Disconnected => return Err(refuse(self, "disconnect")),
             },
             Input::ReconnectionCancelled => match self.state {
-                State::Reconnecting => {
+                // Waiting for the next attempt, or an attempt's dial under way: the series
+                // stops (a dial that still succeeds gives a connection like any inbound one).
+                State::Reconnecting | State::Connecting
+                    if self.state == State::Reconnecting || self.attempt > 0 =>
+                {
+                    if self.state == State::Connecting {
+                        out.push(Output::Close);
+                    }
                     let change = Change {
                         reason: Some(DisconnectReason::LocalRequest),
                         ..Self::change(State::Disconnected)

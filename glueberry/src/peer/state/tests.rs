@@ -268,6 +268,22 @@ fn cancel_reconnection() {
     let out = m.handle(Input::ReconnectionCancelled, t0).unwrap();
     assert_eq!(states(&out), [State::Disconnected]);
     assert!(out.contains(&Output::Cancel(Timer::Reconnect)));
+    // While an attempt's dial is under way, the series stops too, and the dial is dropped.
+    m.handle(Input::DialRequested, t0).unwrap();
+    m.handle(Input::DialFailed("x".into()), t0).unwrap();
+    let out = m.handle(Input::TimerFired(Timer::Reconnect), t0).unwrap();
+    assert_eq!(states(&out), [State::Connecting]);
+    let out = m.handle(Input::ReconnectionCancelled, t0).unwrap();
+    assert_eq!(states(&out), [State::Disconnected]);
+    assert!(out.contains(&Output::Close));
+    assert!(
+        m.handle(Input::DialFailed("x".into()), t0)
+            .unwrap()
+            .is_empty()
+    );
+    // A first dial (`connect`) is no reconnection: nothing to cancel.
+    m.handle(Input::DialRequested, t0).unwrap();
+    assert!(m.handle(Input::ReconnectionCancelled, t0).is_err());
 }
 
 #[test]
