@@ -273,3 +273,46 @@ fn hex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_delays_nobody_and_sees_its_lag() {
+    const EVENTS: usize = 10_000;
+    const BATCH: usize = 50;
+    let (node, raw, _) = setup(config(Transport::Tcp).with_max_stream_failures(None)).await;
+    // Subscribed with the default queue of 100 events; this one never reads.
+    let mut idle = node.subscribe_events();
+    let mut reader = node.subscribe_filtered(glueberry::Filter::all().peers([raw.peer_id]));
+    let short = frame(&[7u8; 27]);
+    let mut s = raw.open(node.peer_id(), "data").await;
+    // Each bad body is one StreamFault event; the reader takes every batch as it comes.
+    for _ in 0..EVENTS / BATCH {
+        s.write_all(&short.repeat(BATCH)).await.unwrap();
+        s.flush().await.unwrap();
+        for _ in 0..BATCH {
+            match within(reader.recv()).await {
+                Ok(glueberry::Event::StreamFault(f)) => assert!(!f.reset),
+                other => panic!("the reader missed nothing: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        node.peer_stats(&raw.peer_id)
+            .unwrap()
+            .dropped
+            .decryption_failed,
+        EVENTS as u64
+    );
+    node.shutdown().await;
+    // The idle one holds its first 100 events, then learns how many it missed.
+    for _ in 0..100 {
+        assert!(matches!(
+            idle.recv().await,
+            Ok(glueberry::Event::StreamFault(_))
+        ));
+    }
+    match idle.recv().await {
+        Err(glueberry::RecvError::Lagged(n)) => assert!(n >= (EVENTS - 100) as u64, "{n}"),
+        other => panic!("expected the lag, got {other:?}"),
+    }
+    assert_eq!(idle.recv().await.unwrap_err(), glueberry::RecvError::Closed);
+}

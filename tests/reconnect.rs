@@ -55,6 +55,80 @@ async fn a_dropped_connection_is_reconnected_and_established_again() {
     b.shutdown().await;
 }
 
+/// Whether `reason` says the connection was lost (reset), not closed on purpose.
+fn lost(reason: &Option<DisconnectReason>) -> bool {
+    matches!(reason, Some(DisconnectReason::Error(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_reconnected_and_established_again() {
+    let t = Transport::Tcp;
+    let a = started(quick(t)).await;
+    // b does not reconnect by itself: a's recovery alone is under test.
+    let b = started(quick(t).with_reconnect_learned_peers(false)).await;
+    let proxy = Proxy::to(&b.listen_addrs()[0]).await;
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    a.add_peer(b.peer_id(), vec![proxy.addr.clone()], Default::default())
+        .await
+        .unwrap();
+    a.connect(b.peer_id()).await.unwrap();
+    handshake_pair(&a, &b).await;
+    exchange(&a, &b, "before").await;
+
+    // The connection is reset under both nodes.
+    proxy.kill_all();
+    let e = wait_state(&mut ev, b.peer_id(), State::Disconnected).await;
+    assert!(lost(&e.reason), "{:?}", e.reason);
+    let e = wait_state(&mut ev, b.peer_id(), State::Reconnecting).await;
+    assert_eq!(e.attempt, Some(1));
+    wait_state(&mut ev, b.peer_id(), State::Connected).await;
+    handshake_pair(&a, &b).await;
+    wait_state(&mut ev, b.peer_id(), State::Established).await;
+    exchange(&a, &b, "after").await;
+    exchange(&b, &a, "back").await;
+    let stats = a.peer_stats(&b.peer_id()).unwrap();
+    assert_eq!(stats.connection_count, 2);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_established_peer_outside_the_book_is_reconnected_with_learned_addresses() {
+    let t = Transport::Tcp;
+    let a = started(quick(t)).await;
+    let b = started(quick(t).with_reconnect_learned_peers(false)).await;
+    // b dials a through the proxy; a learns b's listen address through identify.
+    let proxy = Proxy::to(&a.listen_addrs()[0]).await;
+    let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
+    b.add_peer(a.peer_id(), vec![proxy.addr.clone()], Default::default())
+        .await
+        .unwrap();
+    b.connect(a.peer_id()).await.unwrap();
+    tokio::join!(
+        handshake(&b, a.peer_id(), true, &["data"]),
+        handshake(&a, b.peer_id(), false, &["data"])
+    );
+    // b forgets a: only a can bring the connection back.
+    b.remove_peer(a.peer_id()).await.unwrap();
+    assert!(a.get_peer(b.peer_id()).await.unwrap().is_none());
+
+    proxy.kill_all();
+    let e = wait_state(&mut ev, b.peer_id(), State::Disconnected).await;
+    assert!(lost(&e.reason), "{:?}", e.reason);
+    wait_state(&mut ev, b.peer_id(), State::Reconnecting).await;
+    wait_state(&mut ev, b.peer_id(), State::Connected).await;
+    assert_eq!(
+        a.is_outbound(&b.peer_id()),
+        Some(true),
+        "a dialled b this time"
+    );
+    handshake_pair(&a, &b).await;
+    exchange(&a, &b, "found you").await;
+    exchange(&b, &a, "hello").await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 async fn restart(t: Transport) {
     let a = started(quick(t)).await;
     let b_config = quick(t);

@@ -131,6 +131,7 @@ pub struct Config {
     pub(crate) stats_max_age: Option<Duration>,
     pub(crate) stats_cleanup_interval: Duration,
     pub(crate) max_stats_peers: usize,
+    pub(crate) reconnect_learned_peers: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -167,6 +168,7 @@ impl std::fmt::Debug for Config {
             .field("stats_max_age", &self.stats_max_age)
             .field("stats_cleanup_interval", &self.stats_cleanup_interval)
             .field("max_stats_peers", &self.max_stats_peers)
+            .field("reconnect_learned_peers", &self.reconnect_learned_peers)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +227,7 @@ impl Config {
             stats_max_age: Some(defaults::STATS_MAX_AGE),
             stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
             max_stats_peers: defaults::MAX_STATS_PEERS,
+            reconnect_learned_peers: true,
         }
     }
 
@@ -322,6 +325,13 @@ impl Config {
         /// disconnected longest are evicted (counted in `glueberry_stats_evicted_total`).
         /// Default 10 000.
         with_max_stats_peers, max_stats_peers: usize);
+    setter!(
+        /// Whether an Established peer outside the address book (one that dialled us) is
+        /// reconnected when its connection is lost (reset, error, ping timeout; not when the
+        /// peer closed it cleanly), with the addresses the node learned from it: the listen
+        /// addresses it announces through identify. Address-book peers are always
+        /// reconnected. Default true.
+        with_reconnect_learned_peers, reconnect_learned_peers: bool);
 
     /// The node's Ed25519 identity.
     pub fn keypair(&self) -> &ed25519::Keypair {

@@ -153,7 +153,14 @@ pub(crate) struct Driver {
     started: bool,
     /// Changes not yet handed to the writer (last_seen and public keys are batched).
     book_dirty: bool,
+    /// Addresses of connected peers outside the address book: the address we dialled, and
+    /// the listen addresses they announce through identify (at most `MAX_LEARNED` each).
+    /// Established peers among them are reconnected with these when they drop.
+    learned: HashMap<PeerId, Vec<Multiaddr>>,
 }
+
+/// Most learned addresses kept per peer.
+const MAX_LEARNED: usize = 8;
 
 /// How often batched address-book changes (last_seen, public keys) are written.
 const BOOK_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -188,6 +195,7 @@ impl Driver {
             book_version: 0,
             started: false,
             book_dirty: false,
+            learned: HashMap::new(),
         };
         // The book's peers: dialable, or blacklisted (refused in both directions).
         let entries: Vec<(PeerId, bool)> = driver
@@ -311,6 +319,7 @@ impl Driver {
             && p.machine.state() == State::Disconnected
         {
             self.peers.remove(&peer);
+            self.learned.remove(&peer);
             lock(&self.shared.states).remove(&peer);
         }
     }
@@ -483,11 +492,10 @@ impl Driver {
     }
 
     fn dial(&mut self, peer: PeerId) {
-        let addrs = self
-            .book
-            .get(&peer)
-            .map(|e| e.addrs.clone())
-            .unwrap_or_default();
+        let addrs = match self.book.get(&peer) {
+            Some(e) => e.addrs.clone(),
+            None => self.learned.get(&peer).cloned().unwrap_or_default(),
+        };
         // A fresh source port: dialling from the listen port lets two nodes that dial each
         // other at once meet in one TCP simultaneous open, where both sides start Noise as
         // initiator and the handshake fails.
@@ -501,6 +509,27 @@ impl Driver {
             self.dial_failed(peer);
             self.follow_ups
                 .push_back((peer, Input::DialFailed(e.to_string())));
+        }
+    }
+
+    /// Remembers addresses of a connected peer outside the address book.
+    fn learn(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
+        if self.book.get(&peer).is_some() || !self.peers.contains_key(&peer) {
+            return;
+        }
+        let known = self.learned.entry(peer).or_default();
+        for a in addrs {
+            if known.len() >= MAX_LEARNED {
+                break;
+            }
+            // Our dials carry the peer's id; keep the bare address.
+            let a: Multiaddr = a
+                .into_iter()
+                .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                .collect();
+            if !known.contains(&a) {
+                known.push(a);
+            }
         }
     }
 
@@ -864,6 +893,9 @@ impl Driver {
                     metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
                 }
                 let after_established = self.state(&peer_id) == State::Established;
+                if outbound {
+                    self.learn(peer_id, [endpoint.get_remote_address().clone()]);
+                }
                 self.peer(peer_id).conns.push(Conn {
                     id: connection_id,
                     outbound,
@@ -922,6 +954,17 @@ impl Driver {
                     }
                     self.shared.sessions.close(&peer_id);
                     let reason = recorded.unwrap_or_else(|| close_reason(cause));
+                    // An established peer outside the book whose connection was lost (not
+                    // closed by the peer on purpose): reconnect it with what we learned.
+                    if self.shared.config.reconnect_learned_peers
+                        && !matches!(reason, DisconnectReason::RemoteClosed)
+                        && self.state(&peer_id) == State::Established
+                        && self.book.get(&peer_id).is_none()
+                        && self.learned.get(&peer_id).is_some_and(|a| !a.is_empty())
+                        && let Some(p) = self.peers.get_mut(&peer_id)
+                    {
+                        p.machine.set_dialable(true);
+                    }
                     let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
                 }
                 if self.peers.contains_key(&peer_id) {
@@ -950,6 +993,9 @@ impl Driver {
                 metrics::histogram!(m::PING_RTT).record(rtt.as_secs_f64());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Stream(inbound)) => self.on_inbound(inbound),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => self.learn(peer_id, info.listen_addrs),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,

@@ -1,6 +1,10 @@
 //! Helpers for multi-node tests: nodes on loopback, the byte-tag handshake of the Go
 //! examples, and a raw libp2p peer that can send anything.
 
+mod proxy;
+
+pub use proxy::Proxy;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
