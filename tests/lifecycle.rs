@@ -282,3 +282,73 @@ async fn connection_limits_refuse_the_excess() {
     }
     node.shutdown().await;
 }
+
+/// A TCP connection to `addr` that never starts its security handshake: it stays pending.
+async fn idle_tcp(addr: &glueberry::Multiaddr) -> tokio::net::TcpStream {
+    let port = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+}
+
+/// Dials until a connection comes up (a refused place may take a moment to be given back).
+async fn dial_until_up(addr: &glueberry::Multiaddr) -> RawPeer {
+    for _ in 0..50 {
+        let mut p = RawPeer::dial(addr.clone());
+        if p.outcome().await.is_ok() {
+            return p;
+        }
+    }
+    panic!("never got a connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_and_pending_limits_refuse_the_excess() {
+    // Established inbound connections.
+    let node = started(config(Transport::Tcp).with_max_inbound_connections(Some(1))).await;
+    let addr = node.listen_addrs()[0].clone();
+    let mut sub = node.subscribe_events();
+    let mut first = RawPeer::dial(addr.clone());
+    first.outcome().await.unwrap();
+    wait_state(&mut sub, first.peer_id, State::Connected).await;
+    let mut extra = RawPeer::dial(addr.clone());
+    let closed = match extra.outcome().await {
+        Err(_) => true,
+        Ok(()) => extra.outcome().await.is_err(),
+    };
+    assert!(closed, "a second inbound connection is refused");
+    assert!(first.events.try_recv().is_err(), "the first stays up");
+    node.shutdown().await;
+
+    // Connections still in their security handshake.
+    let node = started(config(Transport::Tcp).with_max_pending_inbound(Some(1))).await;
+    let addr = node.listen_addrs()[0].clone();
+    let idle = idle_tcp(&addr).await;
+    let mut refused = RawPeer::dial(addr.clone());
+    assert!(
+        refused.outcome().await.is_err(),
+        "no room while one connection is pending"
+    );
+    drop(idle);
+    dial_until_up(&addr).await;
+    node.shutdown().await;
+
+    // Per IP, pending connections included.
+    let node = started(config(Transport::Tcp).with_max_inbound_per_ip(Some(2))).await;
+    let addr = node.listen_addrs()[0].clone();
+    let idle = [idle_tcp(&addr).await, idle_tcp(&addr).await];
+    let mut refused = RawPeer::dial(addr.clone());
+    assert!(
+        refused.outcome().await.is_err(),
+        "two pending connections from 127.0.0.1 fill its quota"
+    );
+    drop(idle);
+    dial_until_up(&addr).await;
+    node.shutdown().await;
+}

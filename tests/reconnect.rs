@@ -64,8 +64,8 @@ fn lost(reason: &Option<DisconnectReason>) -> bool {
 async fn a_killed_connection_is_reconnected_and_established_again() {
     let t = Transport::Tcp;
     let a = started(quick(t)).await;
-    // b does not reconnect by itself: a's recovery alone is under test.
-    let b = started(quick(t).with_reconnect_learned_peers(false)).await;
+    // b (a dialled it) does not reconnect by itself: a's recovery alone is under test.
+    let b = started(quick(t)).await;
     let proxy = Proxy::to(&b.listen_addrs()[0]).await;
     let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
     a.add_peer(b.peer_id(), vec![proxy.addr.clone()], Default::default())
@@ -95,8 +95,8 @@ async fn a_killed_connection_is_reconnected_and_established_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_established_peer_outside_the_book_is_reconnected_with_learned_addresses() {
     let t = Transport::Tcp;
-    let a = started(quick(t)).await;
-    let b = started(quick(t).with_reconnect_learned_peers(false)).await;
+    let a = started(quick(t).with_reconnect_learned_peers(true)).await;
+    let b = started(quick(t)).await;
     // b dials a through the proxy; a learns b's listen address through identify.
     let proxy = Proxy::to(&a.listen_addrs()[0]).await;
     let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));

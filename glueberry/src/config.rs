@@ -227,7 +227,7 @@ impl Config {
             stats_max_age: Some(defaults::STATS_MAX_AGE),
             stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
             max_stats_peers: defaults::MAX_STATS_PEERS,
-            reconnect_learned_peers: true,
+            reconnect_learned_peers: false,
         }
     }
 
@@ -330,7 +330,8 @@ impl Config {
         /// reconnected when its connection is lost (reset, error, ping timeout; not when the
         /// peer closed it cleanly), with the addresses the node learned from it: the listen
         /// addresses it announces through identify. Address-book peers are always
-        /// reconnected. Default true.
+        /// reconnected. Default false: a peer that dialled in is expected to dial again (a
+        /// reset may also be how a remote `disconnect` looks from here).
         with_reconnect_learned_peers, reconnect_learned_peers: bool);
 
     /// The node's Ed25519 identity.
@@ -458,6 +459,7 @@ mod tests {
         assert_eq!(c.dial_timeout, Duration::from_secs(30));
         assert_eq!(c.max_metadata_size, Some(4096));
         assert!(c.backpressure);
+        assert!(!c.reconnect_learned_peers);
         assert_eq!(c.stats_max_age, Some(Duration::from_secs(24 * 3600)));
         assert_eq!(c.stats_cleanup_interval, Duration::from_secs(3600));
     }
