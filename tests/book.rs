@@ -158,7 +158,8 @@ mod node {
         let path = dir.path().join("a.json");
         let key = glueberry::identity::ed25519::Keypair::generate();
         let b = started(config(Transport::Tcp)).await;
-        let evil = glueberry::PeerId::random();
+        let evil_key = glueberry::identity::ed25519::Keypair::generate();
+        let evil = glueberry::PeerId::from_public_key(&evil_key.public().into());
 
         let a = started(config_at(&path, &key)).await;
         a.add_peer(
@@ -196,8 +197,16 @@ mod node {
         assert_eq!(listed.len(), 2);
         assert!(matches!(
             a.connect(evil).await,
-            Err(glueberry::Error::UnknownPeer(_)) | Err(glueberry::Error::Blacklisted(_))
+            Err(glueberry::Error::Blacklisted(_))
         ));
+        // The blacklist holds at connection level after the restart: evil's dial is refused.
+        let mut raw = RawPeer::dial_as(evil_key, a.listen_addrs()[0].clone());
+        let refused = match raw.outcome().await {
+            Err(_) => true,
+            Ok(()) => raw.outcome().await.is_err(),
+        };
+        assert!(refused, "the blacklisted peer's connection is refused");
+        assert_eq!(a.connection_state(&evil), State::Disconnected);
         assert!(matches!(
             a.add_peer(evil, vec![], HashMap::new()).await,
             Err(glueberry::Error::Blacklisted(_))

@@ -208,7 +208,11 @@ pub struct RawPeer {
 impl RawPeer {
     /// Dials `addr` (a node's listen address) and keeps the swarm running.
     pub fn dial(addr: Multiaddr) -> Self {
-        let keypair = ed25519::Keypair::generate();
+        Self::dial_as(ed25519::Keypair::generate(), addr)
+    }
+
+    /// [`RawPeer::dial`] with a given identity.
+    pub fn dial_as(keypair: ed25519::Keypair, addr: Multiaddr) -> Self {
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone().into())
             .with_tokio()
             .with_tcp(
