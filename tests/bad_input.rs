@@ -59,8 +59,17 @@ async fn still_works(node: &Node, raw: &RawPeer) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn framing_errors_reset_the_stream() {
-    let (node, raw, mut sub) = setup(config(Transport::Tcp)).await;
+async fn tcp_framing_errors_reset_the_stream() {
+    framing_errors(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_framing_errors_reset_the_stream() {
+    framing_errors(Transport::Quic).await;
+}
+
+async fn framing_errors(t: Transport) {
+    let (node, raw, mut sub) = setup(config(t)).await;
     let limit = 1 << 20;
     let mut over = Vec::new();
     glueberry::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
@@ -110,9 +119,17 @@ async fn framing_errors_reset_the_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_bodies_are_counted_then_the_stream_is_reset() {
-    let (node, raw, mut sub) =
-        setup(config(Transport::Tcp).with_max_stream_failures(Some(3))).await;
+async fn tcp_bad_bodies_are_counted_then_the_stream_is_reset() {
+    bad_bodies(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_bad_bodies_are_counted_then_the_stream_is_reset() {
+    bad_bodies(Transport::Quic).await;
+}
+
+async fn bad_bodies(t: Transport) {
+    let (node, raw, mut sub) = setup(config(t).with_max_stream_failures(Some(3))).await;
     let cipher = raw.cipher(&node.public_key());
     let mut wrong_tag = seal(&cipher, b"tampered");
     *wrong_tag.last_mut().unwrap() ^= 0x80;

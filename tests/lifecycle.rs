@@ -143,8 +143,16 @@ async fn events_follow_connect_handshake_and_disconnect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_with_sends_and_reads_in_flight() {
-    let t = Transport::Tcp;
+async fn tcp_shutdown_with_sends_and_reads_in_flight() {
+    shutdown_in_flight(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_shutdown_with_sends_and_reads_in_flight() {
+    shutdown_in_flight(Transport::Quic).await;
+}
+
+async fn shutdown_in_flight(t: Transport) {
     // Small queues so that senders are blocked on backpressure when shutdown comes: b reads
     // nothing, its queue of 4 fills, its readers stop, the muxer window fills, a's send queue
     // of 8 fills.
@@ -351,4 +359,35 @@ async fn inbound_and_pending_limits_refuse_the_excess() {
     drop(idle);
     dial_until_up(&addr).await;
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_handshake_with_keys_known_in_advance() {
+    // Validators that know each other's keys skip the exchange: one call each.
+    let t = Transport::Quic;
+    let a = started(config(t)).await;
+    let b = started(config(t)).await;
+    connect(&a, &b).await;
+    let mut eb = b.subscribe_filtered(glueberry::Filter::all().peers([a.peer_id()]));
+    wait_state(&mut eb, a.peer_id(), State::Connected).await;
+    let (ka, kb) = (a.public_key(), b.public_key());
+    let (ra, rb) = tokio::join!(
+        a.complete_handshake(b.peer_id(), &kb, &["votes"]),
+        b.complete_handshake(a.peer_id(), &ka, &["votes"])
+    );
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(a.connection_state(&b.peer_id()), State::Established);
+    assert_eq!(b.connection_state(&a.peer_id()), State::Established);
+    a.send(b.peer_id(), "votes", &b"prevote"[..]).await.unwrap();
+    let m = within(b.messages().recv()).await.unwrap();
+    assert_eq!((&*m.stream, m.data.as_ref()), ("votes", &b"prevote"[..]));
+    // A wrong key is refused before anything is prepared.
+    assert!(matches!(
+        a.complete_handshake(b.peer_id(), &a.public_key(), &["other"])
+            .await,
+        Err(Error::PublicKeyMismatch { .. })
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -158,9 +158,17 @@ async fn quic_message_sizes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_mib_message_with_raised_limit() {
+async fn tcp_five_mib_message_with_raised_limit() {
+    five_mib(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_five_mib_message_with_raised_limit() {
+    five_mib(Transport::Quic).await;
+}
+
+async fn five_mib(t: Transport) {
     let big = 8 << 20;
-    let t = Transport::Tcp;
     let (a, b, _, mut eb) = established_pair(
         config(t).with_max_message_size(big),
         config(t).with_max_message_size(big),

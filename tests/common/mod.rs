@@ -191,8 +191,8 @@ pub async fn wait_fault(sub: &mut Subscription, peer: PeerId) -> glueberry::Stre
     .await
 }
 
-/// A bare libp2p peer (TCP + Noise + yamux, libp2p-stream) that writes whatever bytes a test
-/// wants on Glueberry streams.
+/// A bare libp2p peer (TCP + Noise + yamux, and QUIC; libp2p-stream) that writes whatever
+/// bytes a test wants on Glueberry streams.
 pub struct RawPeer {
     /// Its identity.
     pub keypair: ed25519::Keypair,
@@ -221,6 +221,7 @@ impl RawPeer {
                 libp2p::yamux::Config::default,
             )
             .unwrap()
+            .with_quic()
             .with_behaviour(|_| libp2p_stream::Behaviour::new())
             .unwrap()
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))

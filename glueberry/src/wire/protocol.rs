@@ -66,13 +66,28 @@ pub fn validate_name(name: &str, max_len: Option<usize>) -> Result<(), NameError
             max,
         });
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_alphabetic() || c.is_numeric() || *c == '-' || *c == '_'))
-    {
+    if let Some(c) = name.chars().find(|c| !allowed(*c)) {
         return Err(NameError::InvalidChar(c));
     }
     Ok(())
+}
+
+/// Go's rule: `unicode.IsLetter` (general category L), `unicode.IsDigit` (Nd), `-` or `_`.
+/// (Rust's `is_alphabetic` and `is_numeric` take more: letter numbers such as `Ⅻ`, other
+/// numbers such as `²`, and combining marks.)
+fn allowed(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    c == '-'
+        || c == '_'
+        || matches!(
+            get_general_category(c),
+            G::UppercaseLetter
+                | G::LowercaseLetter
+                | G::TitlecaseLetter
+                | G::ModifierLetter
+                | G::OtherLetter
+                | G::DecimalNumber
+        )
 }
 
 /// [`validate_name`], and the name is not the reserved [`HANDSHAKE`].
@@ -104,6 +119,16 @@ mod tests {
     fn names() {
         assert_eq!(validate_name("a-b_C9", Some(64)), Ok(()));
         assert_eq!(validate_name("blöck", Some(64)), Ok(()));
+        // Letters and decimal digits of any script, as Go's IsLetter / IsDigit.
+        assert_eq!(validate_name("區塊٣", Some(64)), Ok(()));
+        // Not letters or decimal digits to Go, though Rust's is_alphabetic / is_numeric
+        // would take them.
+        for c in ['²', 'Ⅻ', '½', '\u{093E}'] {
+            assert_eq!(
+                validate_name(&format!("a{c}"), Some(64)),
+                Err(NameError::InvalidChar(c))
+            );
+        }
         assert_eq!(validate_name("", Some(64)), Err(NameError::Empty));
         assert_eq!(
             validate_name("a/b", Some(64)),
