@@ -236,7 +236,8 @@ mod node {
         // A second node on the same book is refused with a clear error.
         assert!(matches!(
             Node::new(config_at(&path, &key)),
-            Err(glueberry::Error::AddressBook(e)) if e.contains("in use")
+            Err(glueberry::Error::AddressBook(e))
+                if matches!(*e, glueberry::book::BookError::Locked(_))
         ));
         a.shutdown().await;
     }

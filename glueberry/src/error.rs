@@ -21,9 +21,10 @@ pub enum Error {
     /// Building the libp2p transport failed.
     #[error("building the libp2p transport failed: {0}")]
     Transport(String),
-    /// The address book cannot be opened or written.
-    #[error("address book: {0}")]
-    AddressBook(String),
+    /// The address book cannot be opened or written: locked by another process, too large,
+    /// of an unknown version, or an I/O error (the source says which).
+    #[error(transparent)]
+    AddressBook(std::sync::Arc<crate::book::BookError>),
     /// The method needs `start()` first.
     #[error("node is not started")]
     NotStarted,

@@ -74,7 +74,7 @@ impl Node {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (store, book, skipped, recovered) = crate::book::Store::open(&config.address_book_path)
-            .map_err(|e| Error::AddressBook(e.to_string()))?;
+            .map_err(|e| Error::AddressBook(Arc::new(e)))?;
         for s in &skipped {
             tracing::warn!(peer = %s.peer, addr = %s.addr, "address book: multiaddress does not parse, not dialled");
         }

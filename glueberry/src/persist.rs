@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::book::Store;
+use crate::book::{BookError, Store};
 
 /// One state of the book, numbered.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +22,7 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Saved {
     pub(crate) version: u64,
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<Arc<BookError>>,
 }
 
 pub(crate) async fn run(
@@ -39,12 +39,15 @@ pub(crate) async fn run(
             let result = tokio::task::spawn_blocking(move || s.save(&bytes)).await;
             let error = match result {
                 Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(format!("book writer failed: {e}")),
+                Ok(Err(e)) => Some(Arc::new(e)),
+                Err(e) => Some(Arc::new(BookError::Io {
+                    path: store.path().to_owned(),
+                    source: std::io::Error::other(format!("book writer failed: {e}")),
+                })),
             };
             if let Some(e) = &error {
                 tracing::error!(error = %e, "saving the address book failed");
-                metrics::counter!("glueberry_address_book_save_errors_total").increment(1);
+                metrics::counter!(crate::telemetry::ADDRESS_BOOK_SAVE_ERRORS).increment(1);
             }
             saved.send_replace(Saved {
                 version: snap.version,
