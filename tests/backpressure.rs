@@ -126,15 +126,16 @@ async fn a_slow_consumer_gets_every_message_once_in_order() {
             }
         })
     };
-    // The consumer starts only once the sender has been held back (every buffer between
-    // them is bounded, so that must happen), then stays slower: it yields between messages.
-    let waits = |n: &Node| {
-        n.peer_stats(&to)
-            .and_then(|s| s.streams.get("data").map(|d| d.backpressure_waits))
-            .unwrap_or(0)
-    };
+    // The consumer starts only once the sender is held back (every buffer between them is
+    // bounded, so that must happen), then stays slower: it yields between messages.
     within(async {
-        while waits(&a) == 0 {
+        while !a
+            .debug_state()
+            .await
+            .flow_controllers
+            .iter()
+            .any(|f| f.peer == to && f.blocked)
+        {
             tokio::task::yield_now().await;
         }
     })
@@ -165,6 +166,10 @@ async fn a_slow_consumer_gets_every_message_once_in_order() {
     );
     let stats = a.peer_stats(&to).unwrap();
     assert_eq!(stats.streams["data"].messages_sent, u64::from(N));
+    assert!(
+        stats.streams["data"].backpressure_waits > 0,
+        "the sender waited"
+    );
     assert_eq!(stats.dropped, Default::default(), "nothing dropped");
     assert_eq!(
         b.peer_stats(&a.peer_id()).unwrap().streams["data"].messages_received,

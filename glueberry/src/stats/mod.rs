@@ -57,7 +57,7 @@ pub struct StreamStats {
     pub name: String,
     /// Messages queued by `send` / `try_send`.
     pub messages_sent: u64,
-    /// Messages delivered to the message queue.
+    /// Messages received and handed to the message queue.
     pub messages_received: u64,
     /// Plaintext bytes queued.
     pub bytes_sent: u64,

@@ -108,6 +108,8 @@ pub(super) async fn run(
             data,
             received_at,
         };
+        // Counted before it is queued, so that whoever receives it sees it counted.
+        stats.received(len, received_at);
         // Waiting here is the backpressure: while the queue is full this stream is not read,
         // and the muxer's window stops the sender.
         tokio::select! {
@@ -115,7 +117,6 @@ pub(super) async fn run(
             _ = token.cancelled() => break End::Cancelled,
             r = shared.messages.send(msg) => if r.is_err() { break End::QueueClosed },
         }
-        stats.received(len, received_at);
     };
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
     stats.stream_closed();
