@@ -334,6 +334,23 @@ async fn inbound_and_pending_limits_refuse_the_excess() {
     assert!(first.events.try_recv().is_err(), "the first stays up");
     node.shutdown().await;
 
+    // Per peer: a second connection of the same identity (here from a second process-like
+    // swarm) is refused.
+    let node = started(config(Transport::Tcp).with_max_connections_per_peer(Some(1))).await;
+    let addr = node.listen_addrs()[0].clone();
+    let key = glueberry::identity::ed25519::Keypair::generate();
+    let mut first = RawPeer::dial_as(key.clone(), addr.clone());
+    first.outcome().await.unwrap();
+    let mut twin = RawPeer::dial_as(key, addr.clone());
+    let closed = match twin.outcome().await {
+        Err(_) => true,
+        Ok(()) => twin.outcome().await.is_err(),
+    };
+    assert!(closed, "a second connection of one peer is refused");
+    assert!(first.events.try_recv().is_err(), "the first stays up");
+    assert_eq!(node.connection_count(&first.peer_id), 1);
+    node.shutdown().await;
+
     // Connections still in their security handshake.
     let node = started(config(Transport::Tcp).with_max_pending_inbound(Some(1))).await;
     let addr = node.listen_addrs()[0].clone();

@@ -132,6 +132,8 @@ pub struct Config {
     pub(crate) stats_cleanup_interval: Duration,
     pub(crate) max_stats_peers: usize,
     pub(crate) reconnect_learned_peers: bool,
+    #[cfg(feature = "libp2p-metrics")]
+    pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Config {
@@ -228,6 +230,8 @@ impl Config {
             stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
             max_stats_peers: defaults::MAX_STATS_PEERS,
             reconnect_learned_peers: false,
+            #[cfg(feature = "libp2p-metrics")]
+            libp2p_metrics: None,
         }
     }
 
@@ -333,6 +337,16 @@ impl Config {
         /// reconnected. Default false: a peer that dialled in is expected to dial again (a
         /// reset may also be how a remote `disconnect` looks from here).
         with_reconnect_learned_peers, reconnect_learned_peers: bool);
+
+    /// Records libp2p's own metrics (swarm, identify, ping) into `registry`, under the
+    /// `libp2p_` prefix; encode them with
+    /// [`libp2p_metrics::encode`](crate::libp2p_metrics::encode). Feature `libp2p-metrics`.
+    #[cfg(feature = "libp2p-metrics")]
+    #[must_use]
+    pub fn with_libp2p_metrics(mut self, registry: &mut libp2p::metrics::Registry) -> Self {
+        self.libp2p_metrics = Some(std::sync::Arc::new(libp2p::metrics::Metrics::new(registry)));
+        self
+    }
 
     /// The node's Ed25519 identity.
     pub fn keypair(&self) -> &ed25519::Keypair {

@@ -675,8 +675,14 @@ impl Driver {
                 names,
                 reply,
             } => {
-                let r = match self.state(&peer) {
-                    State::Connected | State::Established => {
+                let allowed = if self.peers.contains_key(&peer) {
+                    self.apply(peer, Input::StreamsPrepared)
+                        .map_err(|refused| refused.state)
+                } else {
+                    Err(State::Disconnected)
+                };
+                let r = match allowed {
+                    Ok(()) => {
                         if self.shared.sessions.prepare(&peer, cipher, &names) {
                             if self.book.set_public_key(
                                 &peer,
@@ -693,10 +699,10 @@ impl Driver {
                             Err(Error::NotConnected(peer))
                         }
                     }
-                    State::Disconnected | State::Connecting | State::Reconnecting => {
+                    Err(State::Disconnected | State::Connecting | State::Reconnecting) => {
                         Err(Error::NotConnected(peer))
                     }
-                    state => Err(Error::InvalidState {
+                    Err(state) => Err(Error::InvalidState {
                         peer,
                         state,
                         operation: "prepare_streams",
@@ -878,6 +884,16 @@ impl Driver {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        #[cfg(feature = "libp2p-metrics")]
+        if let Some(m) = &self.shared.config.libp2p_metrics {
+            use libp2p::metrics::Recorder as _;
+            match &event {
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => m.record(e),
+                SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => m.record(e),
+                _ => {}
+            }
+            m.record(&event);
+        }
         match event {
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -40,6 +40,8 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod health;
+#[cfg(feature = "libp2p-metrics")]
+pub mod libp2p_metrics;
 pub mod message;
 mod node;
 pub mod peer;

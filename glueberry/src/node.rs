@@ -502,14 +502,16 @@ impl Node {
     /// First phase of the handshake: checks that `peer_public_key` (Ed25519, 32 bytes) belongs
     /// to `peer`, derives the stream key, and accepts the peer's inbound streams of `names`.
     /// From here on, sending and receiving on those streams works. Calling it again adds names.
+    ///
+    /// The key may be borrowed (`&msg.data[1..]`) or owned (`other.public_key()`).
     pub async fn prepare_streams<S: AsRef<str>>(
         &self,
         peer: PeerId,
-        peer_public_key: &[u8],
+        peer_public_key: impl AsRef<[u8]>,
         names: &[S],
     ) -> Result<()> {
         let span = tracing::info_span!("glueberry.handshake", %peer, phase = "prepare");
-        self.prepare_inner(peer, peer_public_key, names)
+        self.prepare_inner(peer, peer_public_key.as_ref(), names)
             .instrument(span)
             .await
     }
@@ -580,7 +582,7 @@ impl Node {
     pub async fn complete_handshake<S: AsRef<str>>(
         &self,
         peer: PeerId,
-        peer_public_key: &[u8],
+        peer_public_key: impl AsRef<[u8]>,
         names: &[S],
     ) -> Result<()> {
         self.prepare_streams(peer, peer_public_key, names).await?;

@@ -125,6 +125,9 @@ pub enum Input {
     /// The peer opened a new handshake stream while Established: it restarted or lost its
     /// state, and handshakes again.
     HandshakeStreamOpened,
+    /// The application prepared streams (first phase of the handshake, or more names later).
+    /// Allowed while Connected or Established; changes no state.
+    StreamsPrepared,
     /// The application finalized the handshake.
     HandshakeFinalized,
     /// A timer armed by an [`Output::Arm`] fired.
@@ -436,6 +439,10 @@ impl Machine {
                     self.enter(Self::change(State::Connected), timeout, now, &mut out);
                 }
             }
+            Input::StreamsPrepared => match self.state {
+                State::Connected | State::Established => {}
+                _ => return Err(refuse(self, "prepare_streams")),
+            },
             Input::HandshakeFinalized => match self.state {
                 State::Connected => {
                     self.attempt = 0;

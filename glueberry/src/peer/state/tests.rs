@@ -307,6 +307,7 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::ConnectionClosed(DisconnectReason::RemoteClosed)),
         Just(Input::ConnectionClosed(DisconnectReason::IdleTimeout)),
         Just(Input::HandshakeStreamOpened),
+        Just(Input::StreamsPrepared),
         Just(Input::HandshakeFinalized),
         Just(Input::TimerFired(Timer::Handshake)),
         Just(Input::TimerFired(Timer::Cooldown)),
