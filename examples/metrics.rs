@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::Parser;
 use glueberry::identity::ed25519;
 use glueberry::libp2p_metrics::{Registry, encode};
-use glueberry::{Config, Node, telemetry};
+use glueberry::{Config, Event, Filter, Node, State, telemetry};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,9 +63,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Traffic: the peer connects, both finish the handshake (keys known in this process),
     // and the peer sends messages the node reads.
+    let mut events = node.subscribe_filtered(Filter::all().peers([peer.peer_id()]));
     peer.add_peer(node.peer_id(), node.listen_addrs(), Default::default())
         .await?;
     peer.connect(node.peer_id()).await?;
+    // `connect` returns when the dialler is connected; the node sees it a moment later.
+    while !matches!(
+        events.recv().await?,
+        Event::Connection(e) if e.state == State::Connected
+    ) {}
     let (a, b) = tokio::join!(
         node.complete_handshake(peer.peer_id(), peer.public_key(), &["data"]),
         peer.complete_handshake(node.peer_id(), node.public_key(), &["data"]),
