@@ -275,7 +275,9 @@ impl Config {
         /// [`MAX_MESSAGE_SIZE_LIMIT`](Self::MAX_MESSAGE_SIZE_LIMIT).
         with_max_message_size, max_message_size: usize);
     setter!(
-        /// Connection-count low watermark. Default 100.
+        /// Connection-count low watermark. Default 100. Kept for Go parity and checked against
+        /// the high watermark, but unused: glueberry never trims connections (Go's connection
+        /// manager trimmed established peers behind its back).
         with_conn_low_watermark, conn_low_watermark: usize);
     setter!(
         /// Connection-count high watermark: the most established connections, in and out;
@@ -294,8 +296,9 @@ impl Config {
         /// unlimited. Default 128.
         with_max_pending_inbound, max_pending_inbound: Option<usize>);
     setter!(
-        /// The most established inbound connections from one IP address, checked before the
-        /// security handshake; `None` (default) disables the check.
+        /// The most inbound connections from one IP address, those still in their security
+        /// handshake included, checked before the security handshake; `None` (default) disables
+        /// the check.
         with_max_inbound_per_ip, max_inbound_per_ip: Option<usize>);
     setter!(
         /// Longest stream name in bytes; `None` is unlimited. Default 64.
@@ -305,7 +308,9 @@ impl Config {
         /// Default 4096.
         with_max_metadata_size, max_metadata_size: Option<usize>);
     setter!(
-        /// Dial timeout of [`Node::connect`](crate::Node::connect). Default 30 s.
+        /// How long [`Node::connect`](crate::Node::connect) waits for the connection (the dial
+        /// itself goes on, and reconnection with it, when it gives up), and how long opening a
+        /// stream may take. Default 30 s.
         with_dial_timeout, dial_timeout: Duration);
     setter!(
         /// Bad messages (undecryptable bodies, or plaintext above `max_message_size`) on one
@@ -413,6 +418,18 @@ impl Config {
         if self.stats_cleanup_interval.is_zero() {
             return Err(ConfigError::Zero("stats_cleanup_interval"));
         }
+        // A limit of zero would refuse everything: say so instead.
+        for (limit, name) in [
+            (self.max_inbound_connections, "max_inbound_connections"),
+            (self.max_connections_per_peer, "max_connections_per_peer"),
+            (self.max_pending_inbound, "max_pending_inbound"),
+            (self.max_inbound_per_ip, "max_inbound_per_ip"),
+            (self.max_stream_name_length, "max_stream_name_length"),
+        ] {
+            if limit == Some(0) {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         if self.reconnect_base_delay.is_zero() {
             return Err(ConfigError::Zero("reconnect_base_delay"));
         }
@@ -487,6 +504,10 @@ mod tests {
         assert_eq!(
             Config::new(ed25519::Keypair::generate(), "x", vec![]).validate(),
             Err(ConfigError::MissingListenAddrs)
+        );
+        assert_eq!(
+            base().with_max_connections_per_peer(Some(0)).validate(),
+            Err(ConfigError::Zero("max_connections_per_peer"))
         );
         assert_eq!(
             base().with_low_watermark(1000).validate(),

@@ -166,7 +166,9 @@ pub enum Error {
 
 impl Error {
     /// Whether the same call may succeed later without the caller changing anything:
-    /// timeouts, full queues, failed dials and streams that closed or could not be opened.
+    /// timeouts, full queues, a stream not opened yet (`try_send`), failed dials, a peer not
+    /// connected (it may connect or reconnect), and streams that closed or could not be
+    /// opened.
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,

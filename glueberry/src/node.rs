@@ -256,7 +256,8 @@ impl Node {
     }
 
     /// Adds `peer` to the address book, or replaces its addresses and (unless `metadata` is
-    /// empty, as in Go) its metadata, and returns once the book is on disk. A started node then connects to it (and reconnects to it
+    /// empty: Go keeps it only for a nil map, which an empty map stands for here) its metadata,
+    /// and returns once the book is on disk. A started node then connects to it (and reconnects to it
     /// whenever it is lost). A blacklisted peer cannot be added.
     pub async fn add_peer(
         &self,
