@@ -225,11 +225,14 @@ async fn streams_of_names_prepared_for_another_peer_are_refused() {
     let mut sub = node.subscribe_events();
     let other = RawPeer::dial(node.listen_addrs()[0].clone());
     wait_state(&mut sub, other.peer_id, State::Connected).await;
-    let mut s = other.open(node.peer_id(), "data").await;
-    let cipher = other.cipher(&node.public_key());
-    let _ = s.write_all(&frame(&seal(&cipher, b"sneaky"))).await;
-    let _ = s.flush().await;
-    assert!(ended(&mut s).await, "the node must drop the stream");
+    // Negotiation fails: the sender learns at once, nothing it writes is taken.
+    let protocol = libp2p::StreamProtocol::new("/glueberry/stream/data/1.0.0");
+    assert!(
+        within(other.control.clone().open_stream(node.peer_id(), protocol))
+            .await
+            .is_err(),
+        "the node must not accept the stream"
+    );
     still_works(&node, &raw).await;
     node.shutdown().await;
 }

@@ -691,9 +691,7 @@ impl Driver {
                             ) {
                                 self.book_dirty = true;
                             }
-                            for name in &names {
-                                self.accept(name);
-                            }
+                            self.accept_from(peer, &names);
                             Ok(())
                         } else {
                             Err(Error::NotConnected(peer))
@@ -718,7 +716,12 @@ impl Driver {
                             self.shared.sessions.drop_writer(&peer, HANDSHAKE);
                             Ok(())
                         }
-                        Err(refused) if refused.state == State::Disconnected => {
+                        Err(refused)
+                            if matches!(
+                                refused.state,
+                                State::Disconnected | State::Connecting | State::Reconnecting
+                            ) =>
+                        {
                             Err(Error::NotConnected(peer))
                         }
                         Err(refused) => Err(Error::InvalidState {
@@ -780,7 +783,21 @@ impl Driver {
         lock(&self.shared.listen_addrs).clear();
     }
 
-    /// Accepts inbound streams named `name` from now on.
+    /// Accepts inbound streams named `names` from `peer` (for its current session).
+    fn accept_from(&mut self, peer: PeerId, names: &[String]) {
+        let protocols: Vec<_> = names.iter().map(|n| wire::protocol_id(n)).collect();
+        for (protocol, name) in protocols.iter().zip(names) {
+            self.accepting
+                .entry(protocol.clone())
+                .or_insert_with(|| name.clone());
+        }
+        self.swarm
+            .behaviour_mut()
+            .stream
+            .accept_from(peer, protocols);
+    }
+
+    /// Accepts inbound streams named `name` from every peer from now on (the handshake).
     fn accept(&mut self, name: &str) {
         let protocol = wire::protocol_id(name);
         if self.accepting.contains_key(&protocol) {
@@ -969,6 +986,7 @@ impl Driver {
                         e.connection_down(tokio::time::Instant::now());
                     }
                     self.shared.sessions.close(&peer_id);
+                    self.swarm.behaviour_mut().stream.forget(&peer_id);
                     let reason = recorded.unwrap_or_else(|| close_reason(cause));
                     // An established peer outside the book whose connection was lost (not
                     // closed by the peer on purpose): reconnect it with what we learned.

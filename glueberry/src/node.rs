@@ -374,7 +374,7 @@ impl Node {
 
     /// Whether the connection kept for `peer` was dialled by this node; `None` when not
     /// Connected or Established. When both dialled at once, both nodes keep the same
-    /// connection, so exactly one of them says `true`.
+    /// connection, so once the duplicate is settled exactly one of them says `true`.
     pub fn is_outbound(&self, peer: &PeerId) -> Option<bool> {
         lock(&self.shared().states)
             .get(peer)
@@ -501,8 +501,10 @@ impl Node {
     }
 
     /// First phase of the handshake: checks that `peer_public_key` (Ed25519, 32 bytes) belongs
-    /// to `peer`, derives the stream key, and accepts the peer's inbound streams of `names`.
-    /// From here on, sending and receiving on those streams works. Calling it again adds names.
+    /// to `peer`, derives the stream key, and accepts the peer's inbound streams of `names`
+    /// (other peers' streams of those names are still refused). From here on this node can
+    /// receive on those streams, and send once the peer has prepared them too (the handshake's
+    /// Complete message says so). Calling it again adds names.
     ///
     /// The key may be borrowed (`&msg.data[1..]`) or owned (`other.public_key()`).
     pub async fn prepare_streams<S: AsRef<str>>(
@@ -618,8 +620,9 @@ impl Node {
     }
 
     /// Queues `data` at once, or fails at once: [`Error::QueueFull`] when the stream's queue
-    /// is at its high watermark, [`Error::StreamNotOpen`] when nothing was sent on the stream
-    /// yet (call [`send`](Self::send) first). Both are retriable.
+    /// is at its high watermark, [`Error::StreamNotOpen`] when the node has no stream to write
+    /// on for (peer, name) yet, or no more (it closed): call [`send`](Self::send), which opens
+    /// one. A stream the peer opened counts. Both errors are retriable.
     pub fn try_send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
         self.check_running()?;
         let data = data.into();
@@ -749,14 +752,21 @@ impl Node {
                 }
                 stats.pending(1);
             }
-            // With a gate this never waits: the queue holds as many messages as the gate
-            // lets in.
-            match writer.tx.send(data).await {
+            // With a gate the queue has room for every place the gate gives, so the message
+            // goes in without waiting: no await between taking a place and queueing, and a
+            // cancelled send never holds a place.
+            let queued = match &writer.gate {
+                Some(_) => writer.tx.try_send(data).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+                }),
+                None => writer.tx.send(data).await.map_err(|e| e.0),
+            };
+            match queued {
                 Ok(()) => {
                     stats.sent(len);
                     return Ok(());
                 }
-                Err(mpsc::error::SendError(back)) => {
+                Err(back) => {
                     if let Some(gate) = &writer.gate {
                         gate.release(1);
                         stats.pending(-1);

@@ -5,7 +5,7 @@
 //! slows the connection down instead of streams being dropped), and an outbound stream is
 //! opened on the connection the driver names, never by dialling.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::sync::{Arc, RwLock};
@@ -72,8 +72,15 @@ pub(crate) struct Inbound {
     pub(crate) stream: Stream,
 }
 
-/// The protocols accepted inbound, shared with every connection's handler.
-type Protocols = Arc<RwLock<Vec<StreamProtocol>>>;
+/// The protocols accepted inbound: from every peer (the handshake), and per peer (the names
+/// prepared for it). Shared with every connection's handler, which offers its peer's set.
+#[derive(Default)]
+struct Accepted {
+    all: Vec<StreamProtocol>,
+    per_peer: HashMap<PeerId, Vec<StreamProtocol>>,
+}
+
+type Protocols = Arc<RwLock<Accepted>>;
 
 /// The stream behaviour.
 pub(crate) struct Behaviour {
@@ -89,12 +96,39 @@ impl Behaviour {
         }
     }
 
-    /// Accepts inbound streams of `protocol` from now on (on every connection).
+    /// Accepts inbound streams of `protocol` from every peer from now on.
     pub(crate) fn accept(&mut self, protocol: StreamProtocol) {
         let mut p = self.protocols.write().unwrap_or_else(|e| e.into_inner());
-        if !p.contains(&protocol) {
-            p.push(protocol);
+        if !p.all.contains(&protocol) {
+            p.all.push(protocol);
         }
+    }
+
+    /// Accepts inbound streams of `protocols` from `peer` from now on (on its connections
+    /// now and later), until [`forget`](Self::forget). Other peers' streams of these protocols
+    /// fail negotiation, so their senders get an error instead of a reset stream.
+    pub(crate) fn accept_from(
+        &mut self,
+        peer: PeerId,
+        protocols: impl IntoIterator<Item = StreamProtocol>,
+    ) {
+        let mut p = self.protocols.write().unwrap_or_else(|e| e.into_inner());
+        let accepted = p.per_peer.entry(peer).or_default();
+        for protocol in protocols {
+            if !accepted.contains(&protocol) {
+                accepted.push(protocol);
+            }
+        }
+    }
+
+    /// Forgets what was accepted from `peer` alone (its last connection closed: a new
+    /// session prepares its streams again).
+    pub(crate) fn forget(&mut self, peer: &PeerId) {
+        self.protocols
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .per_peer
+            .remove(peer);
     }
 
     /// Opens a stream of `protocol` on `connection` to `peer`; the answer comes on `reply`.
@@ -210,11 +244,11 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = (StreamProtocol, OpenReply);
 
     fn listen_protocol(&self) -> SubstreamProtocol<Upgrade, ()> {
-        let protocols = self
-            .protocols
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let accepted = self.protocols.read().unwrap_or_else(|e| e.into_inner());
+        let mut protocols = accepted.all.clone();
+        if let Some(mine) = accepted.per_peer.get(&self.peer) {
+            protocols.extend(mine.iter().cloned());
+        }
         SubstreamProtocol::new(Upgrade { protocols }, ())
     }
 
