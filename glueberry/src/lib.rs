@@ -62,5 +62,6 @@ pub use node::Node;
 pub use peer::{DisconnectReason, State};
 pub use stats::{PeerStats, StreamStats};
 
-/// Re-exported libp2p types that appear in the API.
-pub use libp2p::{Multiaddr, PeerId, identity};
+/// Re-exported libp2p types that appear in the API (`multiaddr::Protocol` to take a
+/// `/p2p/<id>` apart).
+pub use libp2p::{Multiaddr, PeerId, identity, multiaddr};

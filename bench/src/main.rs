@@ -1,0 +1,388 @@
+//! Benchmarks glueberry side by side with raw TCP and raw rust-libp2p, in one run, on loopback,
+//! and prints one table with glueberry/raw ratios.
+//!
+//! ```text
+//! cargo run --release -p glueberry-bench --bin compare            # the full run (a few minutes)
+//! cargo run --release -p glueberry-bench --bin compare -- --help
+//! ```
+//!
+//! Scenarios: (1) bulk, 64 KiB messages one way; (2) small, 256 B messages one way; (3) round
+//! trip, 256 B request and echo, sequential; (4) connect + handshake + first message for N peers
+//! against one node, and the process's RSS per peer; (5) events per second to 64 subscribers.
+//! The raw transports run the same application code: 4-byte length-prefixed frames, one write
+//! per message. Peers run in one process (both ends are counted in the RSS figure).
+
+mod framed;
+mod glue;
+mod raw;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::framed::{Duplex, FrameReader, write_frames};
+
+/// glueberry vs raw TCP vs raw rust-libp2p, on loopback, in one run.
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// MiB sent one way in the bulk scenario (64 KiB messages).
+    #[arg(long, default_value_t = 256)]
+    bulk_mib: usize,
+    /// 256-byte messages sent one way in the small-message scenario.
+    #[arg(long, default_value_t = 200_000)]
+    small: usize,
+    /// Sequential round trips.
+    #[arg(long, default_value_t = 10_000)]
+    rtt: usize,
+    /// Peer counts of the connect scenario, comma-separated.
+    #[arg(long, default_value = "1,100,500", value_delimiter = ',')]
+    peers: Vec<usize>,
+    /// Events in the subscriber scenario.
+    #[arg(long, default_value_t = 20_000)]
+    events: usize,
+    /// Subscribers in the subscriber scenario.
+    #[arg(long, default_value_t = 64)]
+    subscribers: usize,
+    /// Skip QUIC.
+    #[arg(long)]
+    no_quic: bool,
+}
+
+const BULK: usize = 64 * 1024;
+const SMALL: usize = 256;
+const CONCURRENT_DIALS: usize = 32;
+
+/// One row of the table: a figure per transport (`None` where it does not apply).
+struct Row {
+    name: String,
+    unit: &'static str,
+    /// Larger is better (throughput) or smaller is better (latency, memory, time).
+    higher_is_better: bool,
+    raw_tcp: Option<f64>,
+    libp2p_tcp: Option<f64>,
+    glue_tcp: Option<f64>,
+    libp2p_quic: Option<f64>,
+    glue_quic: Option<f64>,
+}
+
+fn mib_s(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64()
+}
+
+fn per_s(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// The process's resident memory, in bytes.
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn raw_one_way(
+    pair: (Box<dyn Duplex>, Box<dyn Duplex>),
+    count: usize,
+    size: usize,
+) -> Duration {
+    let (mut client, server) = pair;
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut r = FrameReader::new(server);
+        for _ in 0..count {
+            r.next().await.unwrap();
+        }
+    });
+    write_frames(&mut client, count, size).await.unwrap();
+    reader.await.unwrap();
+    started.elapsed()
+}
+
+async fn raw_round_trips(
+    pair: (Box<dyn Duplex>, Box<dyn Duplex>),
+    count: usize,
+    size: usize,
+) -> Vec<Duration> {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (client, server) = pair;
+    let echo = tokio::spawn(async move {
+        let (r, mut w) = server.split();
+        let mut r = FrameReader::new(r);
+        let mut out = Vec::new();
+        while let Ok(f) = r.next().await {
+            out.clear();
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+            if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let (r, mut w) = client.split();
+    let mut r = FrameReader::new(r);
+    let frame = framed::frame(size);
+    let mut rtts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        w.write_all(&frame).await.unwrap();
+        w.flush().await.unwrap();
+        r.next().await.unwrap();
+        rtts.push(t.elapsed());
+    }
+    echo.abort();
+    rtts
+}
+
+/// Runs every scenario and returns the table's rows.
+async fn run(args: &Args) -> Vec<Row> {
+    let quics: &[bool] = if args.no_quic {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    let bulk_count = args.bulk_mib * 1024 * 1024 / BULK;
+    let mut rows = Vec::new();
+
+    // 1 and 2: one way.
+    for (name, count, size) in [
+        ("bulk 64 KiB one way", bulk_count, BULK),
+        ("small 256 B one way", args.small, SMALL),
+    ] {
+        let bytes = count * size;
+        let is_bulk = size == BULK;
+        let value = |d: Duration| {
+            if is_bulk {
+                mib_s(bytes, d)
+            } else {
+                per_s(count, d)
+            }
+        };
+        let mut row = Row::new(name, if is_bulk { "MiB/s" } else { "msg/s" }, true);
+        row.raw_tcp = Some(value(raw_one_way(raw::tcp_pair().await, count, size).await));
+        for &quic in quics {
+            let (pair, nodes) = raw::libp2p_pair(quic).await;
+            let l = value(raw_one_way(pair, count, size).await);
+            drop(nodes);
+            let (a, b) = glue::pair(quic).await;
+            let t = Instant::now();
+            glue::one_way(&a, &b, count, size).await;
+            let g = value(t.elapsed());
+            a.shutdown().await;
+            b.shutdown().await;
+            if quic {
+                (row.libp2p_quic, row.glue_quic) = (Some(l), Some(g));
+            } else {
+                (row.libp2p_tcp, row.glue_tcp) = (Some(l), Some(g));
+            }
+        }
+        rows.push(row);
+    }
+
+    // 3: round trips.
+    let mut p50 = Row::new("round trip 256 B, p50", "µs", false);
+    let mut p99 = Row::new("round trip 256 B, p99", "µs", false);
+    let mut rtts = raw_round_trips(raw::tcp_pair().await, args.rtt, SMALL).await;
+    rtts.sort();
+    (p50.raw_tcp, p99.raw_tcp) = (Some(percentile(&rtts, 0.5)), Some(percentile(&rtts, 0.99)));
+    for &quic in quics {
+        let (pair, nodes) = raw::libp2p_pair(quic).await;
+        let mut l = raw_round_trips(pair, args.rtt, SMALL).await;
+        drop(nodes);
+        l.sort();
+        let (a, b) = glue::pair(quic).await;
+        let mut g = glue::round_trips(&a, &b, args.rtt, SMALL).await;
+        a.shutdown().await;
+        b.shutdown().await;
+        g.sort();
+        let (l50, l99, g50, g99) = (
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            percentile(&g, 0.5),
+            percentile(&g, 0.99),
+        );
+        if quic {
+            (
+                p50.libp2p_quic,
+                p50.glue_quic,
+                p99.libp2p_quic,
+                p99.glue_quic,
+            ) = (Some(l50), Some(g50), Some(l99), Some(g99));
+        } else {
+            (p50.libp2p_tcp, p50.glue_tcp, p99.libp2p_tcp, p99.glue_tcp) =
+                (Some(l50), Some(g50), Some(l99), Some(g99));
+        }
+    }
+    rows.push(p50);
+    rows.push(p99);
+
+    // 4: many peers against one node.
+    for &peers in &args.peers {
+        let mut time = Row::new(
+            format!("connect+handshake+1st msg, {peers} peers"),
+            "ms",
+            false,
+        );
+        let mut memory = Row::new(
+            format!("RSS per peer (both ends), {peers} peers"),
+            "KiB",
+            false,
+        );
+        for &quic in quics {
+            let before = rss();
+            let t = Instant::now();
+            let (server, clients) = raw::connect_many(quic, peers, CONCURRENT_DIALS).await;
+            let l_time = t.elapsed().as_secs_f64() * 1e3;
+            let l_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
+            drop(clients);
+            drop(server);
+            let before = rss();
+            let t = Instant::now();
+            let (server, clients) = glue::connect_many(quic, peers, CONCURRENT_DIALS).await;
+            let g_time = t.elapsed().as_secs_f64() * 1e3;
+            let g_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
+            for c in clients {
+                c.shutdown().await;
+            }
+            server.shutdown().await;
+            if quic {
+                (time.libp2p_quic, time.glue_quic) = (Some(l_time), Some(g_time));
+                (memory.libp2p_quic, memory.glue_quic) = (Some(l_mem), Some(g_mem));
+            } else {
+                (time.libp2p_tcp, time.glue_tcp) = (Some(l_time), Some(g_time));
+                (memory.libp2p_tcp, memory.glue_tcp) = (Some(l_mem), Some(g_mem));
+            }
+        }
+        rows.push(time);
+        rows.push(memory);
+    }
+
+    // 5: events to many subscribers (glueberry only: raw libp2p has no events).
+    let (d, lagged) = glue::events(args.events, args.subscribers).await;
+    let mut events = Row::new(
+        format!(
+            "events to {} subscribers (lagged {lagged})",
+            args.subscribers
+        ),
+        "ev/s",
+        true,
+    );
+    events.glue_tcp = Some(per_s(args.events, d));
+    rows.push(events);
+    rows
+}
+
+impl Row {
+    fn new(name: impl Into<String>, unit: &'static str, higher_is_better: bool) -> Row {
+        Row {
+            name: name.into(),
+            unit,
+            higher_is_better,
+            raw_tcp: None,
+            libp2p_tcp: None,
+            glue_tcp: None,
+            libp2p_quic: None,
+            glue_quic: None,
+        }
+    }
+}
+
+fn cell(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(v) if v >= 100_000.0 => format!("{:.0}k", v / 1000.0),
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) => format!("{v:.1}"),
+    }
+}
+
+fn ratio(g: Option<f64>, l: Option<f64>) -> String {
+    match (g, l) {
+        (Some(g), Some(l)) if l > 0.0 => format!("{:.2}", g / l),
+        _ => "–".into(),
+    }
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "| scenario | unit | raw TCP | libp2p TCP | glueberry TCP | g/libp2p TCP | libp2p QUIC | glueberry QUIC | g/libp2p QUIC |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            r.unit,
+            if r.higher_is_better { " ↑" } else { " ↓" },
+            cell(r.raw_tcp),
+            cell(r.libp2p_tcp),
+            cell(r.glue_tcp),
+            ratio(r.glue_tcp, r.libp2p_tcp),
+            cell(r.libp2p_quic),
+            cell(r.glue_quic),
+            ratio(r.glue_quic, r.libp2p_quic),
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    println!("machine: {}", machine());
+    println!("args: {args:?}");
+    let started = Instant::now();
+    let rows = runtime.block_on(run(&args));
+    print(&rows);
+    println!("took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario runs to the end (tiny sizes: this checks the harness, not the speed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_scenario_runs() {
+        let args = Args {
+            bulk_mib: 1,
+            small: 500,
+            rtt: 20,
+            peers: vec![1, 3],
+            events: 200,
+            subscribers: 4,
+            no_quic: false,
+        };
+        let rows = run(&args).await;
+        assert_eq!(rows.len(), 2 + 2 + 2 * 2 + 1);
+        for r in &rows[..4] {
+            for v in [r.libp2p_tcp, r.glue_tcp, r.libp2p_quic, r.glue_quic] {
+                assert!(v.is_some_and(|v| v > 0.0), "{}", r.name);
+            }
+        }
+    }
+}

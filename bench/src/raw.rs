@@ -1,0 +1,211 @@
+//! The baselines: raw TCP, and raw rust-libp2p (libp2p-stream over TCP + Noise + yamux, or
+//! QUIC), both running the framed application code of [`crate::framed`].
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, ping, tcp, yamux,
+};
+use tokio::task::JoinHandle;
+use tokio_util::compat::TokioAsyncReadCompatExt as _;
+
+use crate::framed::Duplex;
+
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/bench/1.0.0");
+
+/// A raw TCP connection pair on loopback (nodelay), as futures streams.
+pub async fn tcp_pair() -> (Box<dyn Duplex>, Box<dyn Duplex>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, server) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let client = client.unwrap();
+    let server = server.unwrap().0;
+    client.set_nodelay(true).unwrap();
+    server.set_nodelay(true).unwrap();
+    (Box::new(client.compat()), Box::new(server.compat()))
+}
+
+/// What a raw libp2p swarm runs: streams, identify and ping, as a typical application would.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// A raw libp2p swarm driven by its own task.
+pub struct RawNode {
+    pub peer_id: PeerId,
+    /// Its Ed25519 public key.
+    pub public_key: [u8; 32],
+    pub control: libp2p_stream::Control,
+    pub addr: Multiaddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RawNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawNode {
+    /// A swarm listening on loopback over `quic` or TCP, its task started.
+    pub async fn listen(quic: bool) -> Self {
+        let (mut swarm, key) = swarm();
+        let listen: Multiaddr = if quic {
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()
+        } else {
+            "/ip4/127.0.0.1/tcp/0".parse().unwrap()
+        };
+        swarm.listen_on(listen).unwrap();
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        Self::run(swarm, addr, key)
+    }
+
+    /// A swarm that dials `addr` and returns once connected, its task started.
+    pub async fn dial(addr: &Multiaddr) -> Self {
+        let (mut swarm, key) = swarm();
+        swarm.dial(addr.clone()).unwrap();
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => break,
+                SwarmEvent::OutgoingConnectionError { error, .. } => panic!("dial: {error}"),
+                _ => {}
+            }
+        }
+        Self::run(swarm, Multiaddr::empty(), key)
+    }
+
+    fn run(mut swarm: Swarm<Behaviour>, addr: Multiaddr, public_key: [u8; 32]) -> Self {
+        let peer_id = *swarm.local_peer_id();
+        let control = swarm.behaviour().stream.new_control();
+        let task = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Self {
+            peer_id,
+            public_key,
+            control,
+            addr,
+            task,
+        }
+    }
+
+    /// Accepts inbound bench streams.
+    pub fn incoming(&self) -> libp2p_stream::IncomingStreams {
+        self.control.clone().accept(PROTOCOL).unwrap()
+    }
+
+    /// Opens a bench stream to a connected `peer`.
+    pub async fn open(&self, peer: PeerId) -> libp2p::Stream {
+        self.open_protocol(peer, PROTOCOL).await
+    }
+
+    /// Opens a stream of `protocol` to a connected `peer`.
+    pub async fn open_protocol(&self, peer: PeerId, protocol: StreamProtocol) -> libp2p::Stream {
+        self.control
+            .clone()
+            .open_stream(peer, protocol)
+            .await
+            .unwrap()
+    }
+}
+
+fn swarm() -> (Swarm<Behaviour>, [u8; 32]) {
+    let key = identity::ed25519::Keypair::generate();
+    let public = key.public().to_bytes();
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key.into())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_quic()
+        .with_behaviour(|key| Behaviour {
+            stream: libp2p_stream::Behaviour::new(),
+            identify: identify::Behaviour::new(identify::Config::new(
+                "/bench/1".into(),
+                key.public(),
+            )),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    (swarm, public)
+}
+
+/// A raw libp2p stream pair (client opened, server accepted) over `quic` or TCP, and the two
+/// swarms that carry it (keep them alive).
+pub async fn libp2p_pair(quic: bool) -> ((Box<dyn Duplex>, Box<dyn Duplex>), (RawNode, RawNode)) {
+    let server = RawNode::listen(quic).await;
+    let mut incoming = server.incoming();
+    let client = RawNode::dial(&server.addr).await;
+    let (opened, accepted) = tokio::join!(client.open(server.peer_id), incoming.next());
+    let (_, accepted) = accepted.unwrap();
+    ((Box::new(opened), Box::new(accepted)), (client, server))
+}
+
+/// `peers` raw swarms dial one, open a stream and send one frame each (at most `concurrency` at
+/// a time). Returns the swarms (keep them for the memory reading).
+pub async fn connect_many(
+    quic: bool,
+    peers: usize,
+    concurrency: usize,
+) -> (RawNode, Vec<(RawNode, libp2p::Stream)>) {
+    use futures::AsyncWriteExt as _;
+    let server = RawNode::listen(quic).await;
+    let mut incoming = server.incoming();
+    // Each stream is read by its own task, so that accepting never waits on reading
+    // (libp2p-stream drops inbound streams that nobody takes at once).
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(peers.max(1));
+    let acceptor = tokio::spawn(async move {
+        while let Some((_, s)) = incoming.next().await {
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let mut r = crate::framed::FrameReader::new(s);
+                r.next().await.unwrap();
+                let _ = done.send(r).await;
+            });
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let mut streams = Vec::with_capacity(peers);
+        for _ in 0..peers {
+            streams.push(done_rx.recv().await.unwrap());
+        }
+        streams
+    });
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut joins = tokio::task::JoinSet::new();
+    for _ in 0..peers {
+        let (gate, addr, to) = (gate.clone(), server.addr.clone(), server.peer_id);
+        joins.spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let client = RawNode::dial(&addr).await;
+            let mut s = client.open(to).await;
+            s.write_all(&crate::framed::frame(5)).await.unwrap();
+            s.flush().await.unwrap();
+            (client, s)
+        });
+    }
+    let mut clients = Vec::with_capacity(peers);
+    while let Some(c) = joins.join_next().await {
+        clients.push(c.unwrap());
+    }
+    let kept = reader.await.unwrap();
+    acceptor.abort();
+    drop(kept);
+    (server, clients)
+}
