@@ -408,3 +408,34 @@ async fn complete_handshake_with_keys_known_in_advance() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_send_queued_is_written_before_shutdown() {
+    const N: u32 = 2000;
+    let t = Transport::Tcp;
+    let (a, b, _, _) = established_pair(config(t), config(t), &["data"]).await;
+    let to = b.peer_id();
+    let reader = {
+        let messages = b.messages();
+        tokio::spawn(async move {
+            let mut next = 0u32;
+            while next < N {
+                let m = messages.recv().await.expect("queue open");
+                assert_eq!(m.data[..4], next.to_be_bytes(), "in order, none missing");
+                next += 1;
+            }
+            next
+        })
+    };
+    for i in 0..N {
+        let mut m = i.to_be_bytes().to_vec();
+        m.resize(1024, 0);
+        a.send(to, "data", m).await.unwrap();
+    }
+    // Every send returned: shut down at once. What is queued still goes out.
+    a.shutdown().await;
+    assert_eq!(within(reader).await.unwrap(), N);
+    let stats = a.peer_stats(&to).unwrap();
+    assert_eq!(stats.dropped.stream_closed, 0, "{stats:?}");
+    b.shutdown().await;
+}

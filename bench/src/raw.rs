@@ -174,9 +174,15 @@ pub async fn connect_many(
         while let Some((_, s)) = incoming.next().await {
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let mut r = crate::framed::FrameReader::new(s);
-                r.next().await.unwrap();
-                let _ = done.send(r).await;
+                use futures::AsyncWriteExt as _;
+                let (r, mut w) = futures::AsyncReadExt::split(s);
+                let mut r = crate::framed::FrameReader::new(r);
+                if r.next().await.is_ok()
+                    && w.write_all(&[1]).await.is_ok()
+                    && w.flush().await.is_ok()
+                {
+                    let _ = done.send((r, w)).await;
+                }
             });
         }
     });
@@ -194,10 +200,21 @@ pub async fn connect_many(
         joins.spawn(async move {
             let _permit = gate.acquire().await.unwrap();
             let client = RawNode::dial(&addr).await;
-            let mut s = client.open(to).await;
-            s.write_all(&crate::framed::frame(5)).await.unwrap();
-            s.flush().await.unwrap();
-            (client, s)
+            // libp2p-stream drops an inbound stream when its acceptor is not ready at once, so
+            // a raw application must confirm and retry: the server acknowledges with one byte.
+            for _ in 0..20 {
+                let mut s = client.open(to).await;
+                let mut ack = [0u8; 1];
+                let ok = s.write_all(&crate::framed::frame(5)).await.is_ok()
+                    && s.flush().await.is_ok()
+                    && futures::AsyncReadExt::read_exact(&mut s, &mut ack)
+                        .await
+                        .is_ok();
+                if ok {
+                    return (client, s);
+                }
+            }
+            panic!("no stream got through");
         });
     }
     let mut clients = Vec::with_capacity(peers);

@@ -58,6 +58,8 @@ pub mod defaults {
     pub const STATS_CLEANUP_INTERVAL: Duration = Duration::from_secs(3600);
     /// The most peers statistics are kept for; past it, the longest-disconnected is evicted.
     pub const MAX_STATS_PEERS: usize = 10_000;
+    /// How long shutdown lets the stream writers write what is queued.
+    pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 }
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -132,6 +134,7 @@ pub struct Config {
     pub(crate) stats_cleanup_interval: Duration,
     pub(crate) max_stats_peers: usize,
     pub(crate) reconnect_learned_peers: bool,
+    pub(crate) shutdown_drain_timeout: Duration,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -171,6 +174,7 @@ impl std::fmt::Debug for Config {
             .field("stats_cleanup_interval", &self.stats_cleanup_interval)
             .field("max_stats_peers", &self.max_stats_peers)
             .field("reconnect_learned_peers", &self.reconnect_learned_peers)
+            .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -230,6 +234,7 @@ impl Config {
             stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
             max_stats_peers: defaults::MAX_STATS_PEERS,
             reconnect_learned_peers: false,
+            shutdown_drain_timeout: defaults::SHUTDOWN_DRAIN_TIMEOUT,
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }
@@ -342,6 +347,11 @@ impl Config {
         /// reconnected. Default false: a peer that dialled in is expected to dial again (a
         /// reset may also be how a remote `disconnect` looks from here).
         with_reconnect_learned_peers, reconnect_learned_peers: bool);
+    setter!(
+        /// How long [`Node::shutdown`](crate::Node::shutdown) lets every stream write what is
+        /// queued on it (messages `send` returned for) before closing connections; what is
+        /// left then is counted as dropped (`stream_closed`). Zero skips the drain. Default 2 s.
+        with_shutdown_drain_timeout, shutdown_drain_timeout: Duration);
 
     /// Records libp2p's own metrics (swarm, identify, ping) into `registry`, under the
     /// `libp2p_` prefix; encode them with

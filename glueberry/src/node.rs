@@ -97,6 +97,8 @@ impl Node {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
         let (opens_tx, opens_rx) = mpsc::channel(OPEN_BUFFER);
         let stats = Arc::new(crate::stats::Registry::new(config.max_stats_peers));
+        let token = CancellationToken::new();
+        let closing = token.child_token();
         let shared = Arc::new(Shared {
             config,
             local_key,
@@ -107,8 +109,10 @@ impl Node {
             messages: messages_tx,
             events,
             stats,
-            token: CancellationToken::new(),
+            token,
+            closing,
             tracker: TaskTracker::new(),
+            writers: TaskTracker::new(),
             forwarder: TaskTracker::new(),
         });
         shared.forwarder.spawn_on(forwarder, &runtime);
@@ -157,7 +161,7 @@ impl Node {
     }
 
     fn check_running(&self) -> Result<()> {
-        if self.shared().token.is_cancelled() {
+        if self.shared().closing.is_cancelled() {
             return Err(Error::Shutdown);
         }
         if !self.inner.started.load(Ordering::Acquire) {
@@ -171,7 +175,7 @@ impl Node {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
-        let token = &self.shared().token;
+        let token = &self.shared().closing;
         if token.is_cancelled() {
             return Err(Error::Shutdown);
         }
@@ -187,7 +191,7 @@ impl Node {
     /// Listens on the configured addresses and accepts handshake streams. Returns once every
     /// listener is bound, with the bound addresses.
     pub async fn start(&self) -> Result<Vec<Multiaddr>> {
-        if self.shared().token.is_cancelled() {
+        if self.shared().closing.is_cancelled() {
             return Err(Error::Shutdown);
         }
         if self.inner.started.swap(true, Ordering::AcqRel) {
@@ -214,9 +218,22 @@ impl Node {
         self.inner
             .shutdown
             .get_or_init(|| async move {
+                // First, no new sends or commands; what is queued is written (for at most
+                // `shutdown_drain_timeout`), and each stream is closed cleanly.
+                shared.closing.cancel();
+                shared.sessions.drop_all_writers();
+                shared.writers.close();
+                let drain = shared.config.shutdown_drain_timeout;
+                if tokio::time::timeout(drain, shared.writers.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(?drain, "shutdown: queued messages not all written in time");
+                }
                 shared.token.cancel();
                 shared.tracker.close();
                 shared.tracker.wait().await;
+                shared.writers.wait().await;
                 shared.messages.close();
                 // Every emitter has ended: the forwarder delivers what it holds and ends.
                 shared.events.close();
@@ -406,7 +423,7 @@ impl Node {
     pub fn health(&self) -> crate::health::Health {
         let shared = self.shared();
         let started = self.inner.started.load(Ordering::Acquire);
-        let shut_down = shared.token.is_cancelled();
+        let shut_down = shared.closing.is_cancelled();
         let listen_addrs = self.listen_addrs();
         let driver_alive = !self.inner.commands.is_closed() && !shut_down;
         let (mut established, mut connected) = (0, 0);
@@ -705,7 +722,7 @@ impl Node {
         self.check_running()?;
         self.check_message(name, &data)?;
         let queue = self.queue(peer, name, data);
-        let token = &self.shared().token;
+        let token = &self.shared().closing;
         let r = tokio::select! {
             biased;
             _ = token.cancelled() => Err(Error::Shutdown),

@@ -54,8 +54,13 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<crate::stats::Registry>,
     /// Root of every task's cancellation.
     pub(crate) token: CancellationToken,
-    /// Every task the node starts but the forwarder.
+    /// Cancelled when shutdown begins (a child of `token`): no new sends or commands, while
+    /// the writers drain what is queued.
+    pub(crate) closing: CancellationToken,
+    /// Every task the node starts but the writers and the forwarder.
     pub(crate) tracker: TaskTracker,
+    /// The stream writer tasks (shutdown lets them drain first).
+    pub(crate) writers: TaskTracker,
     /// The forwarder task, which ends last (after delivering the final events).
     pub(crate) forwarder: TaskTracker,
 }

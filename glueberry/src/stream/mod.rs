@@ -130,6 +130,14 @@ impl Sessions {
         }
     }
 
+    /// Forgets every writer of every peer (shutdown): each writes what is queued, closes its
+    /// stream and ends.
+    pub(crate) fn drop_all_writers(&self) {
+        for s in lock(&self.inner).values_mut() {
+            s.slots.clear();
+        }
+    }
+
     /// Forgets the writer of `name` so that its stream is closed once its queue drains.
     pub(crate) fn drop_writer(&self, peer: &PeerId, name: &str) {
         if let Some(s) = lock(&self.inner).get_mut(peer) {
@@ -373,6 +381,8 @@ fn spawn(
     opened: bool,
 ) -> Option<Writer> {
     let token = session.child_token();
+    // Cancelled when the reader of this stream ends (the peer closed its side).
+    let read_done = CancellationToken::new();
     let (read, write) = stream.split();
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
     let gate = shared.config.backpressure.then(|| {
@@ -392,7 +402,7 @@ fn spawn(
     let weak = Arc::downgrade(slot);
     let idle_write = if is_writer {
         let span = tracing::debug_span!("glueberry.write", peer = %ids.peer, stream = &*name);
-        shared.tracker.spawn(
+        shared.writers.spawn(
             writer::run(
                 shared.clone(),
                 ids,
@@ -403,6 +413,7 @@ fn spawn(
                 gate,
                 stats.clone(),
                 token.clone(),
+                read_done.clone(),
                 weak.clone(),
             )
             .instrument(span),
@@ -422,6 +433,7 @@ fn spawn(
             read,
             stats,
             token,
+            read_done.drop_guard(),
             is_writer.then_some(weak),
             idle_write,
         )

@@ -43,6 +43,7 @@ pub(super) async fn run(
     read: ReadHalf<Stream>,
     stats: Arc<StreamCounters>,
     token: CancellationToken,
+    _done: tokio_util::sync::DropGuard,
     slot: Option<Weak<Slot>>,
     idle_write: Option<WriteHalf<Stream>>,
 ) {

@@ -34,6 +34,7 @@ pub(super) async fn run(
     gate: Option<Arc<Gate>>,
     stats: Arc<StreamCounters>,
     token: CancellationToken,
+    read_done: CancellationToken,
     slot: Weak<Slot>,
 ) {
     let peer = ids.peer;
@@ -48,11 +49,17 @@ pub(super) async fn run(
             m = rx.recv() => m,
         };
         let Some(first) = first else {
-            // Every sender is gone (the slot was dropped): close our side cleanly.
+            // Every sender is gone (the slot was dropped): close our side cleanly, then wait
+            // until the peer has read everything and closed its side too (our reader of this
+            // stream ends). Shutdown waits for this, so that what was queued is not lost in
+            // the peer's buffers when the connection goes.
             tokio::select! {
                 biased;
                 _ = token.cancelled() => {}
-                _ = write.close() => {}
+                _ = async {
+                    let _ = write.close().await;
+                    read_done.cancelled().await;
+                } => {}
             }
             break;
         };
