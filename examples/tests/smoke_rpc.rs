@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::run;
+use common::{KillOnDrop, read_lines, run, wait};
 
 #[test]
 fn demo_calls_time_out_and_drop_late_answers() {
@@ -36,7 +34,7 @@ fn two_processes() {
         .spawn()
         .expect("spawn the server");
     let lines = read_lines(&mut server);
-    let _server = KillOnDrop(server);
+    let _server = KillOnDrop(Some(server));
     let addr = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(30))
@@ -81,42 +79,5 @@ fn help() {
     let (help, _) = run("rpc", &["call", "--help"]);
     for word in ["--peer", "--timeout-ms", "<METHOD>", "[PARAMS]"] {
         assert!(help.contains(word), "{word} missing: {help}");
-    }
-}
-
-/// The child's stdout, line by line, read on a thread of its own.
-fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for the child to exit, killing it and failing if it takes more than a minute.
-fn wait(mut child: Child) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the example did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-/// Kills the child (a server that runs until Ctrl-C) when the test ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

@@ -120,7 +120,27 @@ async fn run(
     gap: Arc<AtomicU64>,
     registry: Arc<Mutex<Registry>>,
 ) {
-    while let Some((event, dropped)) = input.recv().await {
+    loop {
+        // While a subscription still owes a `Lagged`, wake now and then to deliver it once it
+        // has room, so that a gap at the end of a burst is reported without waiting for the
+        // next event.
+        let owed = lock(&registry).subs.iter().any(|s| s.missed > 0);
+        let next = if owed {
+            tokio::select! {
+                next = input.recv() => Some(next),
+                _ = tokio::time::sleep(LAG_RETRY) => None,
+            }
+        } else {
+            Some(input.recv().await)
+        };
+        let (event, dropped) = match next {
+            None => {
+                lock(&registry).subs.retain_mut(flush_lag);
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(item)) => item,
+        };
         let mut reg = lock(&registry);
         if dropped > 0 {
             missed_by_all(&mut reg, dropped);
@@ -143,6 +163,24 @@ async fn run(
     reg.closed = true;
     for sub in reg.subs.drain(..) {
         sub.final_missed.store(sub.missed, Ordering::Release);
+    }
+}
+
+/// How often a `Lagged` still owed to a full subscription is retried.
+const LAG_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Delivers the `Lagged` a subscription is owed, if it has room now; false if it is gone.
+fn flush_lag(sub: &mut Sub) -> bool {
+    if sub.missed == 0 {
+        return !sub.tx.is_closed();
+    }
+    match sub.tx.try_send(Item::Lagged(sub.missed)) {
+        Ok(()) => {
+            sub.missed = 0;
+            true
+        }
+        Err(TrySendError::Full(_)) => true,
+        Err(TrySendError::Closed(_)) => false,
     }
 }
 
@@ -296,6 +334,22 @@ mod tests {
         hub.close();
         forwarder.await;
         assert_eq!(sub.recv().await, Err(RecvError::Lagged(5)));
+        assert_eq!(sub.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lag_at_the_end_of_a_burst_is_reported_once_there_is_room() {
+        let (hub, forwarder) = Hub::new(2);
+        let forwarder = tokio::spawn(forwarder);
+        let (_, mut sub) = hub.subscribe(Filter::all());
+        let p: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        emit_all(&hub, p.iter().map(|p| event(*p, State::Connected))).await;
+        assert_eq!(sub.recv().await.unwrap().peer(), Some(p[0]));
+        assert_eq!(sub.recv().await.unwrap().peer(), Some(p[1]));
+        // No event follows the 3 missed: the forwarder delivers their count by itself.
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged(3)));
+        hub.close();
+        forwarder.await.unwrap();
         assert_eq!(sub.recv().await, Err(RecvError::Closed));
     }
 
