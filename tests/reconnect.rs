@@ -335,7 +335,7 @@ async fn simultaneous_dials_end_with_one_connection_established_on_both_sides() 
         // A duplicate, if there was one, closes once its streams are done.
         within(async {
             while a.connection_count(&b.peer_id()) != 1 || b.connection_count(&a.peer_id()) != 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::task::yield_now().await;
             }
         })
         .await;

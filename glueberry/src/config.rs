@@ -101,6 +101,22 @@ pub enum ConfigError {
 /// Everything a [`Node`](crate::Node) needs. Build it with [`Config::new`] and the `with_*`
 /// setters; [`Node::new`](crate::Node::new) validates it.
 ///
+/// ```
+/// use std::time::Duration;
+/// use glueberry::{Config, identity::ed25519};
+///
+/// let config = Config::new(
+///     ed25519::Keypair::generate(),
+///     "/var/lib/node/peers.json",
+///     vec!["/ip4/0.0.0.0/tcp/9000".parse().unwrap(), "/ip4/0.0.0.0/udp/9000/quic-v1".parse().unwrap()],
+/// )
+/// .with_handshake_timeout(Some(Duration::from_secs(10)))
+/// .with_reconnect_max_attempts(None) // validators: never give up
+/// .with_max_inbound_per_ip(Some(8));
+/// assert!(config.validate().is_ok());
+/// assert!(config.clone().with_low_watermark(5000).validate().is_err());
+/// ```
+///
 /// Where Go Glueberry turns a zero into its default, this type says "unlimited" or
 /// "disabled" with `None`.
 #[derive(Clone)]

@@ -408,6 +408,20 @@ impl Node {
 
     /// A snapshot of `peer`'s statistics; `None` if the node keeps none for it (never seen,
     /// or removed by the cleanup task).
+    ///
+    /// ```no_run
+    /// # fn f(node: glueberry::Node, peer: glueberry::PeerId) {
+    /// if let Some(s) = node.peer_stats(&peer) {
+    ///     println!(
+    ///         "{}: {} sent, {} received, rtt {:?}, {} undecryptable",
+    ///         s.state, s.messages_sent, s.messages_received, s.last_rtt, s.dropped.decryption_failed
+    ///     );
+    ///     for (name, st) in &s.streams {
+    ///         println!("  {name}: {} bytes out, {} waits", st.bytes_sent, st.backpressure_waits);
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn peer_stats(&self, peer: &PeerId) -> Option<crate::stats::PeerStats> {
         self.shared().stats.snapshot(peer, Instant::now())
     }
@@ -506,6 +520,25 @@ impl Node {
     }
 
     /// Subscribes to the events that pass `filter` (by peer, by state, or both).
+    ///
+    /// ```no_run
+    /// # async fn f(node: glueberry::Node, validator: glueberry::PeerId) {
+    /// use glueberry::{Event, Filter, RecvError, State};
+    ///
+    /// let mut lost = node.subscribe_filtered(
+    ///     Filter::all().peers([validator]).states([State::Disconnected, State::Reconnecting]),
+    /// );
+    /// loop {
+    ///     match lost.recv().await {
+    ///         Ok(Event::Connection(e)) => println!("{} is {} ({:?})", e.peer, e.state, e.reason),
+    ///         Ok(_) => {}
+    ///         // This subscription fell behind: n events are gone, the next ones follow.
+    ///         Err(RecvError::Lagged(n)) => println!("missed {n} events"),
+    ///         Err(RecvError::Closed) => break,
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn subscribe_filtered(&self, filter: Filter) -> Subscription {
         self.shared().events.subscribe(filter).1
     }
@@ -612,6 +645,21 @@ impl Node {
     /// Sends `data` to `peer` on stream `stream` (`"handshake"` for the unencrypted handshake
     /// stream). Returns once the message is queued on the stream's writer; waits while the
     /// queue is full (backpressure). Opens the stream if it is the first message on it.
+    ///
+    /// ```no_run
+    /// # async fn f(node: glueberry::Node, peer: glueberry::PeerId) -> glueberry::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// node.send(peer, "consensus", b"prevote".to_vec()).await?;
+    /// // Give up after 100 ms if the peer is not reading (the error is retriable).
+    /// if let Err(e) = node
+    ///     .send_timeout(peer, "mempool", vec![0u8; 256], Duration::from_millis(100))
+    ///     .await
+    /// {
+    ///     assert!(e.is_retriable());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
         let data = data.into();
         let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());

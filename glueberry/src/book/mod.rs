@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use time::OffsetDateTime;
 
 pub use format::{ParseError, Skipped, VERSION, parse, write};
-pub use store::{BookError, Recovered, Store};
+pub use store::{BookError, MAX_FILE_SIZE, Recovered, Store};
 
 /// One peer of the book.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -124,7 +124,8 @@ async fn run(
         // While a subscription still owes a `Lagged`, wake now and then to deliver it once it
         // has room, so that a gap at the end of a burst is reported without waiting for the
         // next event.
-        let owed = lock(&registry).subs.iter().any(|s| s.missed > 0);
+        let owed =
+            gap.load(Ordering::Acquire) > 0 || lock(&registry).subs.iter().any(|s| s.missed > 0);
         let next = if owed {
             tokio::select! {
                 next = input.recv() => Some(next),
@@ -135,7 +136,13 @@ async fn run(
         };
         let (event, dropped) = match next {
             None => {
-                lock(&registry).subs.retain_mut(flush_lag);
+                let mut reg = lock(&registry);
+                // Events the emitters dropped after the last one that got in.
+                let dropped = gap.swap(0, Ordering::AcqRel);
+                if dropped > 0 {
+                    missed_by_all(&mut reg, dropped);
+                }
+                reg.subs.retain_mut(flush_lag);
                 continue;
             }
             Some(None) => break,
@@ -334,6 +341,22 @@ mod tests {
         hub.close();
         forwarder.await;
         assert_eq!(sub.recv().await, Err(RecvError::Lagged(5)));
+        assert_eq!(sub.recv().await, Err(RecvError::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_dropped_at_the_end_of_a_burst_are_reported_without_another_event() {
+        let (hub, forwarder) = Hub::new(64);
+        let (_, mut sub) = hub.subscribe(Filter::all().peers([PeerId::random()]));
+        let room = lock(&hub.input).as_ref().unwrap().max_capacity();
+        for _ in 0..room + 5 {
+            hub.emit(event(PeerId::random(), State::Connected));
+        }
+        let forwarder = tokio::spawn(forwarder);
+        // Nothing else is emitted, and the hub stays open.
+        assert_eq!(sub.recv().await, Err(RecvError::Lagged(5)));
+        hub.close();
+        forwarder.await.unwrap();
         assert_eq!(sub.recv().await, Err(RecvError::Closed));
     }
 
