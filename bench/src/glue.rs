@@ -1,7 +1,7 @@
 //! glueberry's side of every scenario.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use glueberry::identity::ed25519;
@@ -120,9 +120,20 @@ pub async fn round_trips(
     rtts
 }
 
-/// `peers` nodes connect to one, handshake and send one encrypted message each (at most
-/// `concurrency` at a time). Returns the clients (keep them for the memory reading).
-pub async fn connect_many(quic: bool, peers: usize, concurrency: usize) -> (Node, Vec<Node>) {
+/// The Ed25519 key inside an Ed25519 `PeerId` (its multihash is the key itself).
+pub fn key_of(peer: &PeerId) -> Option<[u8; 32]> {
+    let digest = peer.as_ref().digest();
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(digest).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
+/// A node that serves `peers` clients: it finishes each handshake when it sees the client
+/// connected (the key comes from the client's `PeerId`).
+pub async fn serve(
+    quic: bool,
+    peers: usize,
+    concurrency: usize,
+) -> (Node, tokio::task::JoinHandle<()>) {
     let server = started(
         config(quic)
             .with_conn_high_watermark(peers * 2 + 16)
@@ -130,37 +141,50 @@ pub async fn connect_many(quic: bool, peers: usize, concurrency: usize) -> (Node
             .with_max_pending_inbound(Some(concurrency * 2)),
     )
     .await;
-    let keys: Arc<Mutex<HashMap<PeerId, [u8; 32]>>> = Arc::default();
-    // The server finishes each handshake when it sees the peer connected.
     let acceptor = {
-        let (server, keys) = (server.clone(), keys.clone());
+        let server = server.clone();
         let mut sub = server.subscribe_filtered(Filter::all().states([State::Connected]));
         tokio::spawn(async move {
             while let Ok(e) = sub.recv().await {
-                if let Event::Connection(e) = e {
-                    let key = keys.lock().unwrap().get(&e.peer).copied();
-                    if let Some(key) = key {
-                        let server = server.clone();
-                        tokio::spawn(async move {
-                            let _ = server.complete_handshake(e.peer, key, &[STREAM]).await;
-                        });
-                    }
+                if let Event::Connection(e) = e
+                    && let Some(key) = key_of(&e.peer)
+                {
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        let _ = server.complete_handshake(e.peer, key, &[STREAM]).await;
+                    });
                 }
             }
         })
     };
+    (server, acceptor)
+}
+
+/// Waits for the first message of each of `peers` clients.
+pub async fn first_messages(server: &Node, peers: usize) {
+    let messages = server.messages();
+    for _ in 0..peers {
+        messages.recv().await.unwrap();
+    }
+}
+
+/// `peers` client nodes connect to the server at `addrs`, handshake and send one encrypted
+/// message each, at most `concurrency` at a time.
+pub async fn clients(
+    quic: bool,
+    addrs: Vec<Multiaddr>,
+    server_id: PeerId,
+    peers: usize,
+    concurrency: usize,
+) -> Vec<Node> {
+    let server_key = key_of(&server_id).expect("an Ed25519 peer id");
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let (addrs, server_id, server_key) =
-        (server.listen_addrs(), server.peer_id(), server.public_key());
     let mut joins = tokio::task::JoinSet::new();
     for _ in 0..peers {
-        let (gate, keys, addrs) = (gate.clone(), keys.clone(), addrs.clone());
+        let (gate, addrs) = (gate.clone(), addrs.clone());
         joins.spawn(async move {
             let _permit = gate.acquire().await.unwrap();
             let client = started(config(quic)).await;
-            keys.lock()
-                .unwrap()
-                .insert(client.peer_id(), client.public_key());
             client
                 .add_peer(server_id, addrs, HashMap::new())
                 .await
@@ -181,14 +205,28 @@ pub async fn connect_many(quic: bool, peers: usize, concurrency: usize) -> (Node
             client
         });
     }
-    let messages = server.messages();
-    for _ in 0..peers {
-        messages.recv().await.unwrap();
-    }
     let mut clients = Vec::with_capacity(peers);
     while let Some(c) = joins.join_next().await {
         clients.push(c.unwrap());
     }
+    clients
+}
+
+/// `peers` nodes connect to one, handshake and send one encrypted message each (at most
+/// `concurrency` at a time), all in this process.
+pub async fn connect_many(quic: bool, peers: usize, concurrency: usize) -> (Node, Vec<Node>) {
+    let (server, acceptor) = serve(quic, peers, concurrency).await;
+    let clients = {
+        let c = clients(
+            quic,
+            server.listen_addrs(),
+            server.peer_id(),
+            peers,
+            concurrency,
+        );
+        let (clients, ()) = tokio::join!(c, first_messages(&server, peers));
+        clients
+    };
     acceptor.abort();
     (server, clients)
 }

@@ -15,6 +15,7 @@
 mod framed;
 mod glue;
 mod raw;
+mod two_process;
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,19 @@ struct Args {
     /// Skip QUIC.
     #[arg(long)]
     no_quic: bool,
+    /// Run the serving node of the many-peers scenario in a second process, so that its memory
+    /// per peer is measured alone.
+    #[arg(long)]
+    two_process: bool,
+    /// (internal) Serve the many-peers scenario in this process: `glue` or `libp2p`.
+    #[arg(long, hide = true)]
+    serve: Option<String>,
+    /// (internal) With --serve: over QUIC.
+    #[arg(long, hide = true)]
+    quic: bool,
+    /// (internal) With --serve: how many peers to wait for.
+    #[arg(long, hide = true, default_value_t = 0)]
+    serve_peers: usize,
 }
 
 const BULK: usize = 64 * 1024;
@@ -232,12 +246,29 @@ async fn run(args: &Args) -> Vec<Row> {
             "ms",
             false,
         );
+        let what = if args.two_process {
+            "serving node"
+        } else {
+            "both ends"
+        };
         let mut memory = Row::new(
-            format!("RSS per peer (both ends), {peers} peers"),
+            format!("RSS per peer ({what}), {peers} peers"),
             "KiB",
             false,
         );
         for &quic in quics {
+            if args.two_process {
+                let (l_time, l_mem) = two_process::many_peers("libp2p", quic, peers).await;
+                let (g_time, g_mem) = two_process::many_peers("glue", quic, peers).await;
+                if quic {
+                    (time.libp2p_quic, time.glue_quic) = (Some(l_time), Some(g_time));
+                    (memory.libp2p_quic, memory.glue_quic) = (Some(l_mem), Some(g_mem));
+                } else {
+                    (time.libp2p_tcp, time.glue_tcp) = (Some(l_time), Some(g_time));
+                    (memory.libp2p_tcp, memory.glue_tcp) = (Some(l_mem), Some(g_mem));
+                }
+                continue;
+            }
             let before = rss();
             let t = Instant::now();
             let (server, clients) = raw::connect_many(quic, peers, CONCURRENT_DIALS).await;
@@ -355,6 +386,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(kind) = &args.serve {
+        runtime.block_on(two_process::serve(kind, args.quic, args.serve_peers));
+        return;
+    }
     println!("machine: {}", machine());
     println!("args: {args:?}");
     let started = Instant::now();
@@ -378,6 +413,10 @@ mod tests {
             events: 200,
             subscribers: 4,
             no_quic: false,
+            two_process: false,
+            serve: None,
+            quic: false,
+            serve_peers: 0,
         };
         let rows = run(&args).await;
         assert_eq!(rows.len(), 2 + 2 + 2 * 2 + 1);

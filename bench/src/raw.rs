@@ -157,18 +157,16 @@ pub async fn libp2p_pair(quic: bool) -> ((Box<dyn Duplex>, Box<dyn Duplex>), (Ra
     ((Box::new(opened), Box::new(accepted)), (client, server))
 }
 
-/// `peers` raw swarms dial one, open a stream and send one frame each (at most `concurrency` at
-/// a time). Returns the swarms (keep them for the memory reading).
-pub async fn connect_many(
+/// A raw swarm that serves `peers` clients: each stream is read by its own task (so that
+/// accepting never waits on reading: libp2p-stream drops inbound streams that nobody takes at
+/// once), which acknowledges the first frame with one byte. The task returned ends once every
+/// client was served, holding their streams.
+pub async fn serve(
     quic: bool,
     peers: usize,
-    concurrency: usize,
-) -> (RawNode, Vec<(RawNode, libp2p::Stream)>) {
-    use futures::AsyncWriteExt as _;
+) -> (RawNode, JoinHandle<Vec<Box<dyn std::any::Any + Send>>>) {
     let server = RawNode::listen(quic).await;
     let mut incoming = server.incoming();
-    // Each stream is read by its own task, so that accepting never waits on reading
-    // (libp2p-stream drops inbound streams that nobody takes at once).
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(peers.max(1));
     let acceptor = tokio::spawn(async move {
         while let Some((_, s)) = incoming.next().await {
@@ -181,27 +179,40 @@ pub async fn connect_many(
                     && w.write_all(&[1]).await.is_ok()
                     && w.flush().await.is_ok()
                 {
-                    let _ = done.send((r, w)).await;
+                    let kept: Box<dyn std::any::Any + Send> = Box::new((r, w));
+                    let _ = done.send(kept).await;
                 }
             });
         }
     });
-    let reader = tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         let mut streams = Vec::with_capacity(peers);
         for _ in 0..peers {
             streams.push(done_rx.recv().await.unwrap());
         }
+        acceptor.abort();
         streams
     });
+    (server, served)
+}
+
+/// `peers` raw swarms dial `addr`, open a stream to `to`, send a frame and wait for its
+/// acknowledgement, at most `concurrency` at a time; a stream libp2p-stream dropped is retried
+/// on a new one, as a raw application must.
+pub async fn clients(
+    addr: Multiaddr,
+    to: PeerId,
+    peers: usize,
+    concurrency: usize,
+) -> Vec<(RawNode, libp2p::Stream)> {
+    use futures::AsyncWriteExt as _;
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut joins = tokio::task::JoinSet::new();
     for _ in 0..peers {
-        let (gate, addr, to) = (gate.clone(), server.addr.clone(), server.peer_id);
+        let (gate, addr) = (gate.clone(), addr.clone());
         joins.spawn(async move {
             let _permit = gate.acquire().await.unwrap();
             let client = RawNode::dial(&addr).await;
-            // libp2p-stream drops an inbound stream when its acceptor is not ready at once, so
-            // a raw application must confirm and retry: the server acknowledges with one byte.
             for _ in 0..20 {
                 let mut s = client.open(to).await;
                 let mut ack = [0u8; 1];
@@ -221,8 +232,18 @@ pub async fn connect_many(
     while let Some(c) = joins.join_next().await {
         clients.push(c.unwrap());
     }
-    let kept = reader.await.unwrap();
-    acceptor.abort();
-    drop(kept);
+    clients
+}
+
+/// `peers` raw swarms dial one, open a stream and send one frame each (at most `concurrency` at
+/// a time), all in this process. Returns the swarms (keep them for the memory reading).
+pub async fn connect_many(
+    quic: bool,
+    peers: usize,
+    concurrency: usize,
+) -> (RawNode, Vec<(RawNode, libp2p::Stream)>) {
+    let (server, served) = serve(quic, peers).await;
+    let clients = clients(server.addr.clone(), server.peer_id, peers, concurrency).await;
+    drop(served.await.unwrap());
     (server, clients)
 }
