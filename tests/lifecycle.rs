@@ -439,3 +439,35 @@ async fn what_send_queued_is_written_before_shutdown() {
     assert_eq!(stats.dropped.stream_closed, 0, "{stats:?}");
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_up_by_an_application_that_stopped_reading() {
+    let t = Transport::Tcp;
+    // b's application never reads, and b would wait an hour for its writers to drain.
+    let (a, b, _, _) = established_pair(
+        config(t),
+        config(t)
+            .with_message_buffer_size(2)
+            .with_shutdown_drain_timeout(std::time::Duration::from_secs(3600)),
+        &["data"],
+    )
+    .await;
+    for i in 0..100u32 {
+        a.send(b.peer_id(), "data", i.to_be_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    // b answers on the same stream: it is b's writer too.
+    b.send(a.peer_id(), "data", &b"ack"[..]).await.unwrap();
+    assert_eq!(
+        within(a.messages().recv()).await.unwrap().data.as_ref(),
+        b"ack"
+    );
+    // b's reader is stuck on b's full queue. Shutdown still ends: once it began, the reader
+    // drops what the application will never read (counted), reads on to the peer's close, and
+    // b's writer sees its stream end.
+    within(b.shutdown()).await;
+    let stats = b.peer_stats(&a.peer_id()).unwrap();
+    assert!(stats.dropped.undelivered > 0, "{stats:?}");
+    a.shutdown().await;
+}

@@ -519,17 +519,15 @@ impl Driver {
         }
         let known = self.learned.entry(peer).or_default();
         for a in addrs {
-            if known.len() >= MAX_LEARNED {
-                break;
-            }
             // Our dials carry the peer's id; keep the bare address.
             let a: Multiaddr = a
                 .into_iter()
                 .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
                 .collect();
-            if !known.contains(&a) {
-                known.push(a);
-            }
+            // The most recent first; the oldest goes when there are too many.
+            known.retain(|k| k != &a);
+            known.insert(0, a);
+            known.truncate(MAX_LEARNED);
         }
     }
 
@@ -926,6 +924,13 @@ impl Driver {
                     metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
                 }
                 let after_established = self.state(&peer_id) == State::Established;
+                // A peer outside the book is dialable only for the reconnection series after
+                // a loss (see ConnectionClosed): once connected again, that series is over.
+                if self.book.get(&peer_id).is_none()
+                    && let Some(p) = self.peers.get_mut(&peer_id)
+                {
+                    p.machine.set_dialable(false);
+                }
                 if outbound {
                     self.learn(peer_id, [endpoint.get_remote_address().clone()]);
                 }

@@ -120,16 +120,17 @@ async fn run(
     gap: Arc<AtomicU64>,
     registry: Arc<Mutex<Registry>>,
 ) {
+    let mut retry = LAG_RETRY;
     loop {
         // While a subscription still owes a `Lagged`, wake now and then to deliver it once it
         // has room, so that a gap at the end of a burst is reported without waiting for the
-        // next event.
+        // next event. The wait doubles (up to a second) while nobody makes room.
         let owed =
             gap.load(Ordering::Acquire) > 0 || lock(&registry).subs.iter().any(|s| s.missed > 0);
         let next = if owed {
             tokio::select! {
                 next = input.recv() => Some(next),
-                _ = tokio::time::sleep(LAG_RETRY) => None,
+                _ = tokio::time::sleep(retry) => None,
             }
         } else {
             Some(input.recv().await)
@@ -143,11 +144,18 @@ async fn run(
                     missed_by_all(&mut reg, dropped);
                 }
                 reg.subs.retain_mut(flush_lag);
+                let still_owed = reg.subs.iter().any(|s| s.missed > 0);
+                retry = if still_owed {
+                    (retry * 2).min(LAG_RETRY_MAX)
+                } else {
+                    LAG_RETRY
+                };
                 continue;
             }
             Some(None) => break,
             Some(Some(item)) => item,
         };
+        retry = LAG_RETRY;
         let mut reg = lock(&registry);
         if dropped > 0 {
             missed_by_all(&mut reg, dropped);
@@ -173,8 +181,10 @@ async fn run(
     }
 }
 
-/// How often a `Lagged` still owed to a full subscription is retried.
+/// How soon a `Lagged` still owed to a full subscription is first retried.
 const LAG_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+/// The longest wait between such retries.
+const LAG_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Delivers the `Lagged` a subscription is owed, if it has room now; false if it is gone.
 fn flush_lag(sub: &mut Sub) -> bool {

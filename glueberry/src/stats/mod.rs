@@ -39,6 +39,9 @@ pub struct Dropped {
     /// Inbound frames that broke the framing (bad prefix, over the frame limit, truncated);
     /// each one also reset its stream.
     pub malformed: u64,
+    /// Inbound messages received (and counted as received) but not handed to the message
+    /// queue: the node shut down, or the peer's connection went, while the queue was full.
+    pub undelivered: u64,
 }
 
 impl Dropped {
@@ -47,6 +50,7 @@ impl Dropped {
         self.decryption_failed += other.decryption_failed;
         self.oversized += other.oversized;
         self.malformed += other.malformed;
+        self.undelivered += other.undelivered;
     }
 }
 
@@ -115,8 +119,9 @@ pub struct PeerStats {
     pub last_message_at: Option<SystemTime>,
     /// What was not delivered, by cause, every stream.
     pub dropped: Dropped,
-    /// Inbound streams refused: not prepared, too many for one name, or from a peer whose
-    /// connection was already gone.
+    /// Inbound streams refused after negotiation: too many for one name, or from a peer whose
+    /// connection was already gone. (A stream of a name not prepared for the peer fails
+    /// negotiation and is not counted here.)
     pub refused_streams: u64,
     /// Per stream name.
     pub streams: BTreeMap<String, StreamStats>,

@@ -344,6 +344,7 @@ pub(crate) struct StreamCounters {
     decryption_failed: AtomicU64,
     oversized: AtomicU64,
     malformed: AtomicU64,
+    undelivered: AtomicU64,
     opened: AtomicU64,
     closed: AtomicU64,
     metrics: StreamMetrics,
@@ -375,6 +376,7 @@ impl StreamCounters {
             decryption_failed: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
+            undelivered: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         }
@@ -444,6 +446,12 @@ impl StreamCounters {
         metrics::counter!(m::MESSAGES_DROPPED, "cause" => "malformed").increment(1);
     }
 
+    /// A received message could not be handed to the queue.
+    pub(crate) fn undelivered(&self) {
+        self.undelivered.fetch_add(1, Relaxed);
+        metrics::counter!(m::MESSAGES_DROPPED, "cause" => "undelivered").increment(1);
+    }
+
     /// A stream of this name started.
     pub(crate) fn stream_opened(&self) {
         self.opened.fetch_add(1, Relaxed);
@@ -471,6 +479,7 @@ impl StreamCounters {
                 decryption_failed: self.decryption_failed.load(Relaxed),
                 oversized: self.oversized.load(Relaxed),
                 malformed: self.malformed.load(Relaxed),
+                undelivered: self.undelivered.load(Relaxed),
             },
             streams_opened: self.opened.load(Relaxed),
             streams_closed: self.closed.load(Relaxed),

@@ -82,6 +82,8 @@ pub(crate) struct Route {
 pub(crate) struct Sessions {
     inner: Mutex<HashMap<PeerId, Session>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Set by shutdown: no new writers (sends fail, inbound streams are only read).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Sessions {
@@ -133,7 +135,10 @@ impl Sessions {
     /// Forgets every writer of every peer (shutdown): each writes what is queued, closes its
     /// stream and ends.
     pub(crate) fn drop_all_writers(&self) {
-        for s in lock(&self.inner).values_mut() {
+        let mut map = lock(&self.inner);
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        for s in map.values_mut() {
             s.slots.clear();
         }
     }
@@ -169,6 +174,9 @@ impl Sessions {
     /// The route for sending to `peer` on `name`, creating an empty slot if needed.
     pub(crate) fn route(&self, peer: &PeerId, name: &str) -> Result<Route, Error> {
         let mut map = lock(&self.inner);
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
         let s = map.get_mut(peer).ok_or(Error::NotConnected(*peer))?;
         let cipher = if name == HANDSHAKE {
             None
@@ -395,7 +403,13 @@ fn spawn(
         tx,
         gate: gate.clone(),
     };
-    let is_writer = opened || slot.cell.set(w.clone()).is_ok();
+    // While shutting down, an inbound stream is only read: no writer may start that shutdown
+    // would then wait for.
+    let draining = shared
+        .sessions
+        .draining
+        .load(std::sync::atomic::Ordering::Acquire);
+    let is_writer = opened || (!draining && slot.cell.set(w.clone()).is_ok());
     tracing::debug!(peer = %ids.peer, stream = &*name, opened, is_writer, "stream started");
     let stats = slot.stats.clone();
     stats.stream_opened();

@@ -112,11 +112,22 @@ pub(super) async fn run(
         // Counted before it is queued, so that whoever receives it sees it counted.
         stats.received(len, received_at);
         // Waiting here is the backpressure: while the queue is full this stream is not read,
-        // and the muxer's window stops the sender.
+        // and the muxer's window stops the sender. Once shutdown began, a full queue no longer
+        // holds the stream: the message is dropped (counted) and reading goes on to the end, so
+        // that the peer's close is seen and the writers' drain is not held up.
         tokio::select! {
             biased;
-            _ = token.cancelled() => break End::Cancelled,
-            r = shared.messages.send(msg) => if r.is_err() { break End::QueueClosed },
+            _ = token.cancelled() => {
+                stats.undelivered();
+                break End::Cancelled;
+            }
+            r = shared.messages.send(msg) => if r.is_err() {
+                stats.undelivered();
+                break End::QueueClosed;
+            },
+            _ = shared.closing.cancelled(), if shared.messages.is_full() => {
+                stats.undelivered();
+            }
         }
     };
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");

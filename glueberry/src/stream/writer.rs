@@ -49,16 +49,18 @@ pub(super) async fn run(
             m = rx.recv() => m,
         };
         let Some(first) = first else {
-            // Every sender is gone (the slot was dropped): close our side cleanly, then wait
-            // until the peer has read everything and closed its side too (our reader of this
-            // stream ends). Shutdown waits for this, so that what was queued is not lost in
-            // the peer's buffers when the connection goes.
+            // Every sender is gone (the slot was dropped): close our side cleanly. When the
+            // node is shutting down, also wait until the peer has read everything and closed
+            // its side (our reader of this stream ends): shutdown waits for the writers, so
+            // what was queued is not lost in the peer's buffers when the connection goes.
             tokio::select! {
                 biased;
                 _ = token.cancelled() => {}
                 _ = async {
                     let _ = write.close().await;
-                    read_done.cancelled().await;
+                    if shared.closing.is_cancelled() {
+                        read_done.cancelled().await;
+                    }
                 } => {}
             }
             break;
