@@ -9,43 +9,74 @@
 //! Histogram buckets are the exporter's to set; Go uses
 //! [`HANDSHAKE_DURATION_BUCKETS`] and [`BACKPRESSURE_WAIT_BUCKETS`].
 
-#![allow(missing_docs)] // The names document themselves; `describe` holds their help texts.
-
 // Go Glueberry's metrics.
+/// Counter `glueberry_connections_opened_total`: Connections established, by direction (inbound, outbound).
 pub const CONNECTIONS_OPENED: &str = "glueberry_connections_opened_total";
+/// Counter `glueberry_connections_closed_total`: Connections closed, by direction.
 pub const CONNECTIONS_CLOSED: &str = "glueberry_connections_closed_total";
+/// Counter `glueberry_connection_attempts_total`: Outbound connection attempts, by result (success, failure).
 pub const CONNECTION_ATTEMPTS: &str = "glueberry_connection_attempts_total";
+/// Counter `glueberry_handshake_results_total`: Handshakes ended, by result (success, timeout, failure).
 pub const HANDSHAKE_RESULTS: &str = "glueberry_handshake_results_total";
+/// Histogram `glueberry_handshake_duration_seconds`: Time from Connected to Established.
 pub const HANDSHAKE_DURATION: &str = "glueberry_handshake_duration_seconds";
+/// Counter `glueberry_messages_sent_total`: Messages queued for sending, by stream.
 pub const MESSAGES_SENT: &str = "glueberry_messages_sent_total";
+/// Counter `glueberry_messages_received_total`: Messages delivered to the application queue, by stream.
 pub const MESSAGES_RECEIVED: &str = "glueberry_messages_received_total";
+/// Counter `glueberry_bytes_sent_total`: Plaintext bytes queued for sending, by stream.
 pub const BYTES_SENT: &str = "glueberry_bytes_sent_total";
+/// Counter `glueberry_bytes_received_total`: Plaintext bytes delivered, by stream.
 pub const BYTES_RECEIVED: &str = "glueberry_bytes_received_total";
+/// Counter `glueberry_streams_opened_total`: libp2p streams started (either side), by stream name.
 pub const STREAMS_OPENED: &str = "glueberry_streams_opened_total";
+/// Counter `glueberry_streams_closed_total`: libp2p streams ended, by stream name.
 pub const STREAMS_CLOSED: &str = "glueberry_streams_closed_total";
+/// Counter `glueberry_encryption_errors_total`: Messages that could not be encrypted.
 pub const ENCRYPTION_ERRORS: &str = "glueberry_encryption_errors_total";
+/// Counter `glueberry_decryption_errors_total`: Inbound bodies that failed authentication.
 pub const DECRYPTION_ERRORS: &str = "glueberry_decryption_errors_total";
+/// Counter `glueberry_key_derivations_total`: Stream keys derived, by cached (always false: keys are per handshake).
 pub const KEY_DERIVATIONS: &str = "glueberry_key_derivations_total";
+/// Counter `glueberry_events_emitted_total`: Connection events emitted, by state.
 pub const EVENTS_EMITTED: &str = "glueberry_events_emitted_total";
+/// Counter `glueberry_events_dropped_total`: Events the forwarder could not take; every subscription is told with Lagged.
 pub const EVENTS_DROPPED: &str = "glueberry_events_dropped_total";
+/// Counter `glueberry_messages_dropped_total`: Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed).
 pub const MESSAGES_DROPPED: &str = "glueberry_messages_dropped_total";
+/// Counter `glueberry_backpressure_engaged_total`: Times a send queue reached its high watermark, by stream.
 pub const BACKPRESSURE_ENGAGED: &str = "glueberry_backpressure_engaged_total";
+/// Histogram `glueberry_backpressure_wait_seconds`: Time sends waited at the flow-control gate, by stream.
 pub const BACKPRESSURE_WAIT: &str = "glueberry_backpressure_wait_seconds";
+/// Gauge `glueberry_pending_messages`: Messages queued for sending and not yet written, by stream (all peers).
 pub const PENDING_MESSAGES: &str = "glueberry_pending_messages";
 
 // Ours.
+/// Counter `glueberry_backpressure_waits_total`: Sends that waited at the flow-control gate.
 pub const BACKPRESSURE_WAITS: &str = "glueberry_backpressure_waits_total";
+/// Counter `glueberry_subscriber_lagged_events_total`: Events a subscription missed because its queue was full.
 pub const SUBSCRIBER_LAGGED: &str = "glueberry_subscriber_lagged_events_total";
+/// Counter `glueberry_reconnect_attempts_total`: Reconnection attempts started.
 pub const RECONNECT_ATTEMPTS: &str = "glueberry_reconnect_attempts_total";
+/// Counter `glueberry_frames_written_total`: Frames written to streams (several per write when coalesced).
 pub const FRAMES_WRITTEN: &str = "glueberry_frames_written_total";
+/// Counter `glueberry_stream_faults_total`: Bad frames from peers, by whether the stream was reset.
 pub const STREAM_FAULTS: &str = "glueberry_stream_faults_total";
+/// Counter `glueberry_inbound_streams_refused_total`: Inbound streams refused (not prepared, too many, peer gone).
 pub const INBOUND_STREAMS_REFUSED: &str = "glueberry_inbound_streams_refused_total";
+/// Counter `glueberry_connections_refused_total`: Inbound connections refused by a limit, by limit.
 pub const CONNECTIONS_REFUSED: &str = "glueberry_connections_refused_total";
+/// Counter `glueberry_duplicate_connections_total`: Duplicate connections retired (simultaneous dials).
 pub const DUPLICATE_CONNECTIONS: &str = "glueberry_duplicate_connections_total";
+/// Counter `glueberry_address_book_save_errors_total`: Address-book saves that failed.
 pub const ADDRESS_BOOK_SAVE_ERRORS: &str = "glueberry_address_book_save_errors_total";
+/// Counter `glueberry_stats_evicted_total`: Peer statistics evicted because the registry was full.
 pub const STATS_EVICTED: &str = "glueberry_stats_evicted_total";
+/// Counter `glueberry_stats_pruned_total`: Peer statistics removed by the cleanup task.
 pub const STATS_PRUNED: &str = "glueberry_stats_pruned_total";
+/// Histogram `glueberry_ping_rtt_seconds`: Round-trip times measured by libp2p ping.
 pub const PING_RTT: &str = "glueberry_ping_rtt_seconds";
+/// Gauge `glueberry_peers`: Peers by state.
 pub const PEERS: &str = "glueberry_peers";
 
 /// Go's buckets for [`HANDSHAKE_DURATION`], in seconds.
