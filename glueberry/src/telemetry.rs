@@ -42,7 +42,7 @@ pub const KEY_DERIVATIONS: &str = "glueberry_key_derivations_total";
 pub const EVENTS_EMITTED: &str = "glueberry_events_emitted_total";
 /// Counter `glueberry_events_dropped_total`: Events the forwarder could not take; every subscription is told with Lagged.
 pub const EVENTS_DROPPED: &str = "glueberry_events_dropped_total";
-/// Counter `glueberry_messages_dropped_total`: Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed).
+/// Counter `glueberry_messages_dropped_total`: Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed, undelivered).
 pub const MESSAGES_DROPPED: &str = "glueberry_messages_dropped_total";
 /// Counter `glueberry_backpressure_engaged_total`: Times a send queue reached its high watermark, by stream.
 pub const BACKPRESSURE_ENGAGED: &str = "glueberry_backpressure_engaged_total";
@@ -143,7 +143,7 @@ pub fn describe() {
     );
     describe_counter!(
         MESSAGES_DROPPED,
-        "Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed)."
+        "Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed, undelivered)."
     );
     describe_counter!(
         BACKPRESSURE_ENGAGED,
