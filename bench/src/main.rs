@@ -257,34 +257,29 @@ async fn run(args: &Args) -> Vec<Row> {
             false,
         );
         for &quic in quics {
-            if args.two_process {
+            let (l_time, l_mem, g_time, g_mem) = if args.two_process {
                 let (l_time, l_mem) = two_process::many_peers("libp2p", quic, peers).await;
                 let (g_time, g_mem) = two_process::many_peers("glue", quic, peers).await;
-                if quic {
-                    (time.libp2p_quic, time.glue_quic) = (Some(l_time), Some(g_time));
-                    (memory.libp2p_quic, memory.glue_quic) = (Some(l_mem), Some(g_mem));
-                } else {
-                    (time.libp2p_tcp, time.glue_tcp) = (Some(l_time), Some(g_time));
-                    (memory.libp2p_tcp, memory.glue_tcp) = (Some(l_mem), Some(g_mem));
+                (l_time, l_mem, g_time, g_mem)
+            } else {
+                let before = rss();
+                let t = Instant::now();
+                let (server, clients) = raw::connect_many(quic, peers, CONCURRENT_DIALS).await;
+                let l_time = t.elapsed().as_secs_f64() * 1e3;
+                let l_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
+                drop(clients);
+                drop(server);
+                let before = rss();
+                let t = Instant::now();
+                let (server, clients) = glue::connect_many(quic, peers, CONCURRENT_DIALS).await;
+                let g_time = t.elapsed().as_secs_f64() * 1e3;
+                let g_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
+                for c in clients {
+                    c.shutdown().await;
                 }
-                continue;
-            }
-            let before = rss();
-            let t = Instant::now();
-            let (server, clients) = raw::connect_many(quic, peers, CONCURRENT_DIALS).await;
-            let l_time = t.elapsed().as_secs_f64() * 1e3;
-            let l_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
-            drop(clients);
-            drop(server);
-            let before = rss();
-            let t = Instant::now();
-            let (server, clients) = glue::connect_many(quic, peers, CONCURRENT_DIALS).await;
-            let g_time = t.elapsed().as_secs_f64() * 1e3;
-            let g_mem = rss().saturating_sub(before) as f64 / 1024.0 / peers as f64;
-            for c in clients {
-                c.shutdown().await;
-            }
-            server.shutdown().await;
+                server.shutdown().await;
+                (l_time, l_mem, g_time, g_mem)
+            };
             if quic {
                 (time.libp2p_quic, time.glue_quic) = (Some(l_time), Some(g_time));
                 (memory.libp2p_quic, memory.glue_quic) = (Some(l_mem), Some(g_mem));
