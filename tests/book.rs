@@ -153,6 +153,42 @@ mod node {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn last_seen_and_keys_are_flushed_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        let key = glueberry::identity::ed25519::Keypair::generate();
+        let a = started(
+            config_at(&path, &key).with_book_flush_interval(std::time::Duration::from_millis(50)),
+        )
+        .await;
+        let b = started(config(Transport::Tcp)).await;
+        connect(&a, &b).await;
+        tokio::join!(
+            handshake(&a, b.peer_id(), true, &["data"]),
+            handshake(&b, a.peer_id(), false, &["data"])
+        );
+        // No shutdown: the periodic flush writes last_seen and b's key. Read the file as a Go
+        // node would, until it shows them.
+        let entry = within(async {
+            loop {
+                let bytes = std::fs::read(&path).unwrap();
+                let (peers, _) = glueberry::book::parse(&bytes).unwrap();
+                if let Some(e) = peers.get(&b.peer_id())
+                    && e.last_seen.is_some()
+                    && e.public_key.is_some()
+                {
+                    return e.clone();
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert_eq!(entry.public_key, Some(b.public_key()));
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_book_survives_a_restart_and_drives_auto_connect() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.json");

@@ -60,6 +60,8 @@ pub mod defaults {
     pub const MAX_STATS_PEERS: usize = 10_000;
     /// How long shutdown lets the stream writers write what is queued.
     pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+    /// How often batched address-book changes (`last_seen`, public keys) are written.
+    pub const BOOK_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -151,6 +153,7 @@ pub struct Config {
     pub(crate) max_stats_peers: usize,
     pub(crate) reconnect_learned_peers: bool,
     pub(crate) shutdown_drain_timeout: Duration,
+    pub(crate) book_flush_interval: Duration,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -191,6 +194,7 @@ impl std::fmt::Debug for Config {
             .field("max_stats_peers", &self.max_stats_peers)
             .field("reconnect_learned_peers", &self.reconnect_learned_peers)
             .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
+            .field("book_flush_interval", &self.book_flush_interval)
             .finish_non_exhaustive()
     }
 }
@@ -251,6 +255,7 @@ impl Config {
             max_stats_peers: defaults::MAX_STATS_PEERS,
             reconnect_learned_peers: false,
             shutdown_drain_timeout: defaults::SHUTDOWN_DRAIN_TIMEOUT,
+            book_flush_interval: defaults::BOOK_FLUSH_INTERVAL,
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }
@@ -368,6 +373,12 @@ impl Config {
         /// queued on it (messages `send` returned for) before closing connections; what is
         /// left then is counted as dropped (`stream_closed`). Zero skips the drain. Default 2 s.
         with_shutdown_drain_timeout, shutdown_drain_timeout: Duration);
+    setter!(
+        /// How often batched address-book changes (`last_seen` on each connection, public keys
+        /// recorded at handshake) are written; shutdown writes what is left. Changes made
+        /// through the API (`add_peer`, `remove_peer`, blacklisting) are written at once.
+        /// Default 5 s.
+        with_book_flush_interval, book_flush_interval: Duration);
 
     /// Records libp2p's own metrics (swarm, identify, ping) into `registry`, under the
     /// `libp2p_` prefix; encode them with
@@ -443,6 +454,9 @@ impl Config {
         }
         if self.stats_cleanup_interval.is_zero() {
             return Err(ConfigError::Zero("stats_cleanup_interval"));
+        }
+        if self.book_flush_interval.is_zero() {
+            return Err(ConfigError::Zero("book_flush_interval"));
         }
         // A limit of zero would refuse everything: say so instead.
         for (limit, name) in [

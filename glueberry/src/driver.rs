@@ -162,9 +162,6 @@ pub(crate) struct Driver {
 /// Most learned addresses kept per peer.
 const MAX_LEARNED: usize = 8;
 
-/// How often batched address-book changes (last_seen, public keys) are written.
-const BOOK_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl Driver {
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
@@ -228,7 +225,8 @@ impl Driver {
 
     pub(crate) async fn run(mut self) {
         let token = self.shared.token.clone();
-        let mut flush = tokio::time::interval(BOOK_FLUSH_INTERVAL);
+        // Batched address-book changes (last_seen, public keys) are written this often.
+        let mut flush = tokio::time::interval(self.shared.config.book_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
