@@ -111,6 +111,7 @@ async fn stats_health_and_metrics_after_a_known_exchange() {
     let health = a.health();
     assert!(health.healthy && health.ready, "{health:?}");
     assert_eq!((health.established_peers, health.connected_peers), (1, 1));
+    assert_eq!(a.established_peers(), vec![pb]);
     let debug = a.debug_state().await;
     assert_eq!(debug.address_book.total_peers, 1);
     assert_eq!(debug.peer_states, vec![(pb, State::Established)]);

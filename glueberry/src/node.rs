@@ -398,6 +398,17 @@ impl Node {
             .and_then(|v| v.outbound)
     }
 
+    /// The peers that are Established now, ordered by `PeerId`.
+    pub fn established_peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = lock(&self.shared().states)
+            .iter()
+            .filter(|(_, v)| v.state == State::Established)
+            .map(|(p, _)| *p)
+            .collect();
+        peers.sort();
+        peers
+    }
+
     /// The number of established libp2p connections to `peer` (a retired duplicate counts
     /// until it has closed).
     pub fn connection_count(&self, peer: &PeerId) -> usize {
