@@ -353,7 +353,8 @@ impl Node {
     }
 
     /// Dials a peer of the address book and returns once connected (state Connected), or with
-    /// the dial error. Returns at once if the peer is already connected. If the dial fails,
+    /// the dial error. The remote node sees the connection a moment later: on that side, act on
+    /// its own `Connected` event (or the peer's first handshake message), not on this return. Returns at once if the peer is already connected. If the dial fails,
     /// the node goes on reconnecting by itself (state Reconnecting) while this returns the
     /// error.
     pub async fn connect(&self, peer: PeerId) -> Result<()> {
@@ -556,7 +557,9 @@ impl Node {
 
     /// Subscribes to the events that pass `filter`, and returns with it the current state of
     /// every peer that passes it (peers not listed are Disconnected). The snapshot and the
-    /// subscription fit: no change is missed or seen twice between them.
+    /// subscription fit: no change is missed or seen twice between them. Both follow the event
+    /// stream, which can trail [`connection_state`](Self::connection_state) by the few events
+    /// still on their way to the forwarder.
     pub fn subscribe_with_snapshot(&self, filter: Filter) -> (Vec<(PeerId, State)>, Subscription) {
         self.shared().events.subscribe(filter)
     }
