@@ -12,6 +12,7 @@
 //! The raw transports run the same application code: 4-byte length-prefixed frames, one write
 //! per message. Peers run in one process (both ends are counted in the RSS figure).
 
+mod alloc;
 mod framed;
 mod glue;
 mod raw;
@@ -61,6 +62,9 @@ struct Args {
     #[arg(long, hide = true, default_value_t = 0)]
     serve_peers: usize,
 }
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 const BULK: usize = 64 * 1024;
 const SMALL: usize = 256;
@@ -168,6 +172,11 @@ async fn run(args: &Args) -> Vec<Row> {
     let mut rows = Vec::new();
 
     // 1 and 2: one way.
+    let mut allocs = Row::new(
+        "allocations per 256 B message, both ends (process-wide)",
+        "allocs",
+        false,
+    );
     for (name, count, size) in [
         ("bulk 64 KiB one way", bulk_count, BULK),
         ("small 256 B one way", args.small, SMALL),
@@ -183,16 +192,32 @@ async fn run(args: &Args) -> Vec<Row> {
         };
         let mut row = Row::new(name, if is_bulk { "MiB/s" } else { "msg/s" }, true);
         row.raw_tcp = Some(value(raw_one_way(raw::tcp_pair().await, count, size).await));
+        if !is_bulk {
+            let before = alloc::allocations();
+            raw_one_way(raw::tcp_pair().await, count, size).await;
+            allocs.raw_tcp = Some((alloc::allocations() - before) as f64 / count as f64);
+        }
         for &quic in quics {
             let (pair, nodes) = raw::libp2p_pair(quic).await;
+            let before = alloc::allocations();
             let l = value(raw_one_way(pair, count, size).await);
+            let l_allocs = (alloc::allocations() - before) as f64 / count as f64;
             drop(nodes);
             let (a, b) = glue::pair(quic).await;
+            let before = alloc::allocations();
             let t = Instant::now();
             glue::one_way(&a, &b, count, size).await;
             let g = value(t.elapsed());
+            let g_allocs = (alloc::allocations() - before) as f64 / count as f64;
             a.shutdown().await;
             b.shutdown().await;
+            if !is_bulk {
+                if quic {
+                    (allocs.libp2p_quic, allocs.glue_quic) = (Some(l_allocs), Some(g_allocs));
+                } else {
+                    (allocs.libp2p_tcp, allocs.glue_tcp) = (Some(l_allocs), Some(g_allocs));
+                }
+            }
             if quic {
                 (row.libp2p_quic, row.glue_quic) = (Some(l), Some(g));
             } else {
@@ -201,6 +226,7 @@ async fn run(args: &Args) -> Vec<Row> {
         }
         rows.push(row);
     }
+    rows.push(allocs);
 
     // 3: round trips.
     let mut p50 = Row::new("round trip 256 B, p50", "µs", false);
@@ -414,7 +440,7 @@ mod tests {
             serve_peers: 0,
         };
         let rows = run(&args).await;
-        assert_eq!(rows.len(), 2 + 2 + 2 * 2 + 1);
+        assert_eq!(rows.len(), 3 + 2 + 2 * 2 + 1);
         for r in &rows[..4] {
             for v in [r.libp2p_tcp, r.glue_tcp, r.libp2p_quic, r.glue_quic] {
                 assert!(v.is_some_and(|v| v > 0.0), "{}", r.name);
