@@ -121,13 +121,13 @@ async fn run(
     registry: Arc<Mutex<Registry>>,
 ) {
     let mut retry = LAG_RETRY;
+    // Whether a subscription still owes a `Lagged` (as of the last pass under the lock).
+    let mut owed = false;
     loop {
         // While a subscription still owes a `Lagged`, wake now and then to deliver it once it
         // has room, so that a gap at the end of a burst is reported without waiting for the
         // next event. The wait doubles (up to a second) while nobody makes room.
-        let owed =
-            gap.load(Ordering::Acquire) > 0 || lock(&registry).subs.iter().any(|s| s.missed > 0);
-        let next = if owed {
+        let next = if owed || gap.load(Ordering::Acquire) > 0 {
             tokio::select! {
                 next = input.recv() => Some(next),
                 _ = tokio::time::sleep(retry) => None,
@@ -144,8 +144,8 @@ async fn run(
                     missed_by_all(&mut reg, dropped);
                 }
                 reg.subs.retain_mut(flush_lag);
-                let still_owed = reg.subs.iter().any(|s| s.missed > 0);
-                retry = if still_owed {
+                owed = reg.subs.iter().any(|s| s.missed > 0);
+                retry = if owed {
                     (retry * 2).min(LAG_RETRY_MAX)
                 } else {
                     LAG_RETRY
@@ -168,6 +168,7 @@ async fn run(
             }
         }
         reg.subs.retain_mut(|sub| offer(sub, &event));
+        owed = reg.subs.iter().any(|s| s.missed > 0);
     }
     let mut reg = lock(&registry);
     // Events dropped after the last one that got in.
