@@ -55,6 +55,14 @@ async fn a_dropped_connection_is_reconnected_and_established_again() {
     b.shutdown().await;
 }
 
+/// `from` adds `to` to its book at the proxy's address and dials it.
+async fn connect_through(from: &Node, to: &Node, proxy: &Proxy) {
+    from.add_peer(to.peer_id(), vec![proxy.addr.clone()], Default::default())
+        .await
+        .unwrap();
+    from.connect(to.peer_id()).await.unwrap();
+}
+
 /// Whether `reason` says the connection was lost (reset), not closed on purpose.
 fn lost(reason: &Option<DisconnectReason>) -> bool {
     matches!(reason, Some(DisconnectReason::Error(_)))
@@ -68,10 +76,7 @@ async fn a_killed_connection_is_reconnected_and_established_again() {
     let b = started(quick(t)).await;
     let proxy = Proxy::to(&b.listen_addrs()[0]).await;
     let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
-    a.add_peer(b.peer_id(), vec![proxy.addr.clone()], Default::default())
-        .await
-        .unwrap();
-    a.connect(b.peer_id()).await.unwrap();
+    connect_through(&a, &b, &proxy).await;
     handshake_pair(&a, &b).await;
     exchange(&a, &b, "before").await;
 
@@ -100,10 +105,7 @@ async fn an_established_peer_outside_the_book_is_reconnected_with_learned_addres
     // b dials a through the proxy; a learns b's listen address through identify.
     let proxy = Proxy::to(&a.listen_addrs()[0]).await;
     let mut ev = a.subscribe_filtered(glueberry::Filter::all().peers([b.peer_id()]));
-    b.add_peer(a.peer_id(), vec![proxy.addr.clone()], Default::default())
-        .await
-        .unwrap();
-    b.connect(a.peer_id()).await.unwrap();
+    connect_through(&b, &a, &proxy).await;
     tokio::join!(
         handshake(&b, a.peer_id(), true, &["data"]),
         handshake(&a, b.peer_id(), false, &["data"])
