@@ -26,6 +26,16 @@ async fn exchange(a: &Node, b: &Node, what: &str) {
     assert_eq!(m.data.as_ref(), what.as_bytes());
 }
 
+/// After `a` reconnected to `b` (`ev`: a's events about b): both connected, the application's
+/// handshake runs again, `a` sees Established, and messages flow both ways.
+async fn established_again(a: &Node, b: &Node, ev: &mut glueberry::Subscription) {
+    wait_state(ev, b.peer_id(), State::Connected).await;
+    handshake_pair(a, b).await;
+    wait_state(ev, b.peer_id(), State::Established).await;
+    exchange(a, b, "after").await;
+    exchange(b, a, "back").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_reconnected_and_established_again() {
     let t = Transport::Tcp;
@@ -45,12 +55,7 @@ async fn a_dropped_connection_is_reconnected_and_established_again() {
     assert!(e.delay.is_some());
     let e = wait_state(&mut ev, b.peer_id(), State::Connecting).await;
     assert_eq!(e.attempt, Some(1));
-    wait_state(&mut ev, b.peer_id(), State::Connected).await;
-    // The application runs its handshake again, and messages flow.
-    handshake_pair(&a, &b).await;
-    wait_state(&mut ev, b.peer_id(), State::Established).await;
-    exchange(&a, &b, "after").await;
-    exchange(&b, &a, "back").await;
+    established_again(&a, &b, &mut ev).await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -86,11 +91,7 @@ async fn a_killed_connection_is_reconnected_and_established_again() {
     assert!(lost(&e.reason), "{:?}", e.reason);
     let e = wait_state(&mut ev, b.peer_id(), State::Reconnecting).await;
     assert_eq!(e.attempt, Some(1));
-    wait_state(&mut ev, b.peer_id(), State::Connected).await;
-    handshake_pair(&a, &b).await;
-    wait_state(&mut ev, b.peer_id(), State::Established).await;
-    exchange(&a, &b, "after").await;
-    exchange(&b, &a, "back").await;
+    established_again(&a, &b, &mut ev).await;
     let stats = a.peer_stats(&b.peer_id()).unwrap();
     assert_eq!(stats.connection_count, 2);
     a.shutdown().await;
