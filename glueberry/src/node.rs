@@ -718,16 +718,8 @@ impl Node {
             stream: stream.to_owned(),
         };
         let stats = &route.slot.stats;
-        if let Some(gate) = &writer.gate {
-            match gate.try_acquire() {
-                None => return Err(full()),
-                Some(engaged) => {
-                    if engaged {
-                        stats.backpressure_engaged();
-                    }
-                    stats.pending(1);
-                }
-            }
+        if !writer.try_place(stats) {
+            return Err(full());
         }
         let len = data.len();
         match writer.tx.try_send(data) {
@@ -736,10 +728,7 @@ impl Node {
                 Ok(())
             }
             Err(e) => {
-                if let Some(gate) = &writer.gate {
-                    gate.release(1);
-                    stats.pending(-1);
-                }
+                writer.unplace(stats);
                 match e {
                     mpsc::error::TrySendError::Full(_) => Err(full()),
                     mpsc::error::TrySendError::Closed(_) => {
@@ -816,21 +805,7 @@ impl Node {
                 .await?
                 .clone();
             let stats = &route.slot.stats;
-            if let Some(gate) = &writer.gate {
-                let engaged = match gate.try_acquire() {
-                    Some(engaged) => engaged,
-                    None => {
-                        let waiting = Instant::now();
-                        let acquired = gate.acquire().await;
-                        stats.backpressure_wait(waiting.elapsed());
-                        acquired.engaged
-                    }
-                };
-                if engaged {
-                    stats.backpressure_engaged();
-                }
-                stats.pending(1);
-            }
+            writer.place(stats).await;
             // With a gate the queue has room for every place the gate gives, so the message
             // goes in without waiting: no await between taking a place and queueing, and a
             // cancelled send never holds a place.
@@ -846,10 +821,7 @@ impl Node {
                     return Ok(());
                 }
                 Err(back) => {
-                    if let Some(gate) = &writer.gate {
-                        gate.release(1);
-                        stats.pending(-1);
-                    }
+                    writer.unplace(stats);
                     shared.sessions.invalidate(&peer, &route.name, &route.slot);
                     data = back;
                     tracing::debug!(%peer, stream = name, attempt, "writer gone, reopening");

@@ -407,9 +407,13 @@ impl StreamCounters {
         metrics::counter!(m::BACKPRESSURE_WAITS).increment(1);
     }
 
-    /// A send filled the queue to its high watermark: the gate closed.
-    pub(crate) fn backpressure_engaged(&self) {
-        self.metrics.engaged.increment(1);
+    /// A message took a place in the send queue; `engaged` if it filled the queue to its high
+    /// watermark (the gate closed behind it).
+    pub(crate) fn placed(&self, engaged: bool) {
+        if engaged {
+            self.metrics.engaged.increment(1);
+        }
+        self.pending(1);
     }
 
     /// `n` messages entered (positive) or left (negative) the send queue.

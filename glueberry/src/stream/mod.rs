@@ -39,6 +39,44 @@ pub(crate) struct Writer {
     pub(crate) gate: Option<Arc<Gate>>,
 }
 
+impl Writer {
+    /// Takes a place at the flow-control gate if one is free now (always true without a
+    /// gate), and counts it.
+    pub(crate) fn try_place(&self, stats: &StreamCounters) -> bool {
+        match &self.gate {
+            None => true,
+            Some(gate) => match gate.try_acquire() {
+                None => false,
+                Some(engaged) => {
+                    stats.placed(engaged);
+                    true
+                }
+            },
+        }
+    }
+
+    /// Takes a place, waiting while the gate is closed (cancel-safe), and counts the wait.
+    pub(crate) async fn place(&self, stats: &StreamCounters) {
+        if self.try_place(stats) {
+            return;
+        }
+        if let Some(gate) = &self.gate {
+            let waiting = tokio::time::Instant::now();
+            let acquired = gate.acquire().await;
+            stats.backpressure_wait(waiting.elapsed());
+            stats.placed(acquired.engaged);
+        }
+    }
+
+    /// Gives back a place that a message did not use after all.
+    pub(crate) fn unplace(&self, stats: &StreamCounters) {
+        if let Some(gate) = &self.gate {
+            gate.release(1);
+            stats.pending(-1);
+        }
+    }
+}
+
 /// The writer of one (peer, name), set once by whoever gets a stream first: the first sender
 /// (opening an outbound stream) or the driver (adopting an inbound one).
 #[derive(Debug)]
