@@ -384,10 +384,11 @@ impl Driver {
     }
 
     /// Refreshes what `connection_state`, `is_outbound` and `connection_count` read.
-    fn refresh_view(&mut self, peer: PeerId) {
+    /// Returns the direction of the kept connection, as the view now says.
+    fn refresh_view(&mut self, peer: PeerId) -> Option<bool> {
         let Some(p) = self.peers.get(&peer) else {
             lock(&self.shared.states).remove(&peer);
-            return;
+            return None;
         };
         let state = p.machine.state();
         let connections = p.conns.len();
@@ -406,6 +407,7 @@ impl Driver {
                 connections,
             },
         );
+        outbound
     }
 
     /// Both sides dialled at once: keep the connection dialled by the smaller `PeerId`, retire
@@ -437,15 +439,12 @@ impl Driver {
 
     fn publish(&mut self, peer: PeerId, change: Change) {
         let state = change.state;
-        self.refresh_view(peer);
+        let outbound = self.refresh_view(peer);
         tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
         metrics::counter!(m::EVENTS_EMITTED, "state" => state_label(state)).increment(1);
         if state == State::Connecting && change.attempt.is_some() {
             metrics::counter!(m::RECONNECT_ATTEMPTS).increment(1);
         }
-        let outbound = lock(&self.shared.states)
-            .get(&peer)
-            .and_then(|v| v.outbound);
         let timed_out = change.reason == Some(DisconnectReason::HandshakeTimeout);
         let now = tokio::time::Instant::now();
         let (previous, handshake) = self
