@@ -48,6 +48,13 @@ struct Args {
     /// Skip QUIC.
     #[arg(long)]
     no_quic: bool,
+    /// Run only these scenarios, comma-separated: bulk, small, rtt, peers, events (all by
+    /// default).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Run glueberry alone in the one-way scenarios (to profile it).
+    #[arg(long)]
+    glueberry_only: bool,
     /// Run the serving node of the many-peers scenario in a second process, so that its memory
     /// per peer is measured alone.
     #[arg(long)]
@@ -94,6 +101,33 @@ fn per_s(n: usize, d: Duration) -> f64 {
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e6
+}
+
+/// CPU time this process has used so far: (user, system) seconds.
+fn cpu_time() -> CpuTime {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    CpuTime(field(11), field(12))
+}
+
+/// (user, system) CPU seconds.
+#[derive(Clone, Copy)]
+struct CpuTime(f64, f64);
+
+impl std::ops::Sub for CpuTime {
+    type Output = (f64, f64);
+    fn sub(self, o: CpuTime) -> (f64, f64) {
+        (self.0 - o.0, self.1 - o.1)
+    }
 }
 
 /// The process's resident memory, in bytes.
@@ -169,6 +203,7 @@ async fn run(args: &Args) -> Vec<Row> {
         &[false, true]
     };
     let bulk_count = args.bulk_mib * 1024 * 1024 / BULK;
+    let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let mut rows = Vec::new();
 
     // 1 and 2: one way.
@@ -181,6 +216,9 @@ async fn run(args: &Args) -> Vec<Row> {
         ("bulk 64 KiB one way", bulk_count, BULK),
         ("small 256 B one way", args.small, SMALL),
     ] {
+        if !wanted(if size == BULK { "bulk" } else { "small" }) {
+            continue;
+        }
         let bytes = count * size;
         let is_bulk = size == BULK;
         let value = |d: Duration| {
@@ -191,6 +229,31 @@ async fn run(args: &Args) -> Vec<Row> {
             }
         };
         let mut row = Row::new(name, if is_bulk { "MiB/s" } else { "msg/s" }, true);
+        if args.glueberry_only {
+            for &quic in quics {
+                let (a, b) = glue::pair(quic).await;
+                let (t, cpu) = (Instant::now(), cpu_time());
+                glue::one_way(&a, &b, count, size).await;
+                let g = Some(value(t.elapsed()));
+                let cpu = cpu_time() - cpu;
+                println!(
+                    "{name}, glueberry {}: {:.2} µs of CPU per message (user {:.2}, system {:.2})",
+                    if quic { "QUIC" } else { "TCP" },
+                    (cpu.0 + cpu.1) * 1e6 / count as f64,
+                    cpu.0 * 1e6 / count as f64,
+                    cpu.1 * 1e6 / count as f64,
+                );
+                a.shutdown().await;
+                b.shutdown().await;
+                if quic {
+                    row.glue_quic = g;
+                } else {
+                    row.glue_tcp = g;
+                }
+            }
+            rows.push(row);
+            continue;
+        }
         row.raw_tcp = Some(value(raw_one_way(raw::tcp_pair().await, count, size).await));
         if !is_bulk {
             let before = alloc::allocations();
@@ -226,9 +289,28 @@ async fn run(args: &Args) -> Vec<Row> {
         }
         rows.push(row);
     }
-    rows.push(allocs);
+    if wanted("small") {
+        rows.push(allocs);
+    }
 
     // 3: round trips.
+    if wanted("rtt") {
+        round_trip_rows(args, quics, &mut rows).await;
+    }
+
+    // 4: many peers against one node.
+    if wanted("peers") {
+        many_peers_rows(args, quics, &mut rows).await;
+    }
+
+    // 5: events to many subscribers (glueberry only: raw libp2p has no events).
+    if wanted("events") {
+        rows.push(events_row(args).await);
+    }
+    rows
+}
+
+async fn round_trip_rows(args: &Args, quics: &[bool], rows: &mut Vec<Row>) {
     let mut p50 = Row::new("round trip 256 B, p50", "µs", false);
     let mut p99 = Row::new("round trip 256 B, p99", "µs", false);
     let mut rtts = raw_round_trips(raw::tcp_pair().await, args.rtt, SMALL).await;
@@ -264,8 +346,9 @@ async fn run(args: &Args) -> Vec<Row> {
     }
     rows.push(p50);
     rows.push(p99);
+}
 
-    // 4: many peers against one node.
+async fn many_peers_rows(args: &Args, quics: &[bool], rows: &mut Vec<Row>) {
     for &peers in &args.peers {
         let mut time = Row::new(
             format!("connect+handshake+1st msg, {peers} peers"),
@@ -317,8 +400,9 @@ async fn run(args: &Args) -> Vec<Row> {
         rows.push(time);
         rows.push(memory);
     }
+}
 
-    // 5: events to many subscribers (glueberry only: raw libp2p has no events).
+async fn events_row(args: &Args) -> Row {
     let (d, lagged) = glue::events(args.events, args.subscribers).await;
     let total = (args.events * args.subscribers) as u64;
     let mut events = Row::new(
@@ -331,8 +415,7 @@ async fn run(args: &Args) -> Vec<Row> {
         true,
     );
     events.glue_tcp = Some(per_s(total.saturating_sub(lagged) as usize, d));
-    rows.push(events);
-    rows
+    events
 }
 
 impl Row {
@@ -434,6 +517,8 @@ mod tests {
             events: 200,
             subscribers: 4,
             no_quic: false,
+            only: Vec::new(),
+            glueberry_only: false,
             two_process: false,
             serve: None,
             quic: false,

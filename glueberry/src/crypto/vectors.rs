@@ -131,6 +131,21 @@ fn random_nonce_roundtrip() {
     assert_ne!(a[..NONCE_LEN], c[..NONCE_LEN], "nonces are random");
 }
 
+/// Nonces come from a pool refilled from the OS: across several refills none repeats and none
+/// is the wiped (zero) pattern.
+#[test]
+fn nonces_never_repeat_across_pool_refills() {
+    let cipher = Cipher::new(&[7; 32]);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..2000 {
+        let mut body = [0u8; NONCE_LEN + 1];
+        cipher.seal_in_place(&mut body);
+        let nonce: [u8; NONCE_LEN] = body[..NONCE_LEN].try_into().unwrap();
+        assert_ne!(nonce, [0; NONCE_LEN]);
+        assert!(seen.insert(nonce), "a nonce repeated");
+    }
+}
+
 #[test]
 fn frames() {
     let v = vectors();

@@ -118,7 +118,7 @@ pub(crate) struct Route {
 /// The sessions of every connected peer.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    inner: Mutex<HashMap<PeerId, Session>>,
+    inner: Mutex<HashMap<PeerId, Session, foldhash::fast::RandomState>>,
     next_id: std::sync::atomic::AtomicU64,
     /// Set by shutdown: no new writers (sends fail, inbound streams are only read).
     draining: std::sync::atomic::AtomicBool,
@@ -207,6 +207,21 @@ impl Sessions {
         }
         flows.sort_by(|a, b| (a.peer, &a.stream).cmp(&(b.peer, &b.stream)));
         flows
+    }
+
+    /// The slot of (peer, name) if a send can use it right away: the node is not draining, the
+    /// name is prepared (or is the handshake) and the slot exists. Unlike [`route`](Self::route)
+    /// it creates nothing and clones only the slot: the hot path of `send`.
+    pub(crate) fn ready_slot(&self, peer: &PeerId, name: &str) -> Option<Arc<Slot>> {
+        let map = lock(&self.inner);
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let s = map.get(peer)?;
+        if name != HANDSHAKE && (s.cipher.is_none() || !s.prepared.contains(name)) {
+            return None;
+        }
+        s.slots.get(name).cloned()
     }
 
     /// The route for sending to `peer` on `name`, creating an empty slot if needed.

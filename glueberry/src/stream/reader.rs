@@ -3,12 +3,13 @@
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use futures::StreamExt as _;
+use bytes::Bytes;
 use futures::io::{ReadHalf, WriteHalf};
+use futures::{FutureExt as _, StreamExt as _};
 use libp2p::{PeerId, Stream};
 use tokio_util::codec::FramedRead;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::{Ids, Slot};
 use crate::crypto::Cipher;
@@ -49,85 +50,61 @@ pub(super) async fn run(
 ) {
     let peer = ids.peer;
     let mut frames = FramedRead::new(read.compat(), Decoder::new(shared.max_frame_len()));
-    let max = shared.config.max_message_size;
     let mut failures: u32 = 0;
+    // Registered once for the reader's life, not once per frame.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
+    // Messages decoded from what has already arrived, handed to the queue together: the
+    // consumer is woken once for them, not once per message.
+    let mut batch: Vec<IncomingMessage> = Vec::new();
     let end = loop {
-        let item = tokio::select! {
+        let mut item = tokio::select! {
             biased;
-            _ = token.cancelled() => break End::Cancelled,
+            _ = &mut cancelled => break End::Cancelled,
             item = frames.next() => item,
         };
-        let mut body = match item {
-            None => break End::Eof,
-            Some(Err(DecodeError::Io(e))) => {
-                tracing::debug!(%peer, stream = &*name, error = %e, "stream read failed");
-                break End::Io;
-            }
-            Some(Err(e)) => {
-                stats.malformed();
-                fault(&shared, peer, &name, e.to_string(), true);
-                break End::Reset;
-            }
-            Some(Ok(body)) => body,
-        };
-        let data = match &cipher {
-            None => body.freeze(),
-            Some(c) => match c.open_in_place(&mut body) {
-                Ok(range) => body.freeze().slice(range),
-                Err(e) => {
-                    stats.decryption_failed();
-                    failures += 1;
-                    if too_many(&shared, failures) {
-                        fault(&shared, peer, &name, e.to_string(), true);
-                        break End::Reset;
-                    }
-                    fault(&shared, peer, &name, e.to_string(), false);
-                    continue;
-                }
-            },
-        };
-        if data.len() > max {
-            stats.oversized();
-            failures += 1;
-            let error = format!(
-                "message of {} bytes exceeds the maximum of {max}",
-                data.len()
-            );
-            if too_many(&shared, failures) {
-                fault(&shared, peer, &name, error, true);
-                break End::Reset;
-            }
-            fault(&shared, peer, &name, error, false);
-            continue;
-        }
-        let len = data.len();
         let received_at = SystemTime::now();
-        tracing::trace!(%peer, stream = &*name, len, "message received");
-        let msg = IncomingMessage {
-            peer,
-            stream: name.clone(),
-            data,
-            received_at,
-        };
-        // Counted before it is queued, so that whoever receives it sees it counted.
-        stats.received(len, received_at);
-        // Waiting here is the backpressure: while the queue is full this stream is not read,
-        // and the muxer's window stops the sender. Once shutdown began, a full queue no longer
-        // holds the stream: the message is dropped (counted) and reading goes on to the end, so
-        // that the peer's close is seen and the writers' drain is not held up.
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => {
-                stats.undelivered();
-                break End::Cancelled;
+        let mut stop = None;
+        loop {
+            match decode(
+                &shared,
+                &ids,
+                &name,
+                cipher.as_deref(),
+                item,
+                &mut failures,
+                &stats,
+            ) {
+                Ok(Some(data)) => {
+                    tracing::trace!(%peer, stream = &*name, len = data.len(), "message received");
+                    batch.push(IncomingMessage {
+                        peer,
+                        stream: name.clone(),
+                        data,
+                        received_at,
+                    });
+                }
+                Ok(None) => {}
+                Err(end) => {
+                    stop = Some(end);
+                    break;
+                }
             }
-            r = shared.messages.send(msg) => if r.is_err() {
-                stats.undelivered();
-                break End::QueueClosed;
-            },
-            _ = shared.closing.cancelled(), if shared.messages.is_full() => {
-                stats.undelivered();
+            if batch.len() >= BATCH {
+                break;
             }
+            // The next frame only if it is already here (a no-op waker: the next await
+            // registers the real one).
+            match frames.next().now_or_never() {
+                Some(next) => item = next,
+                None => break,
+            }
+        }
+        if let Err(end) = deliver(&shared, &mut batch, &stats, &mut cancelled).await {
+            break end;
+        }
+        if let Some(end) = stop {
+            break end;
         }
     };
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
@@ -142,6 +119,124 @@ pub(super) async fn run(
     }
     shared.sessions.reader_ended(&peer, &name, ids.session);
     drop(idle_write);
+}
+
+/// Messages decoded at most in one go before they are handed to the queue.
+const BATCH: usize = 64;
+
+/// One item from the framing: `Ok(Some(data))` a message to deliver, `Ok(None)` a bad body that
+/// was counted and reported (reading goes on), `Err(end)` the reader stops.
+fn decode(
+    shared: &Shared,
+    ids: &Ids,
+    name: &str,
+    cipher: Option<&Cipher>,
+    item: Option<Result<bytes::BytesMut, DecodeError>>,
+    failures: &mut u32,
+    stats: &StreamCounters,
+) -> Result<Option<Bytes>, End> {
+    let peer = ids.peer;
+    let mut body = match item {
+        None => return Err(End::Eof),
+        Some(Err(DecodeError::Io(e))) => {
+            tracing::debug!(%peer, stream = name, error = %e, "stream read failed");
+            return Err(End::Io);
+        }
+        Some(Err(e)) => {
+            stats.malformed();
+            fault(shared, peer, name, e.to_string(), true);
+            return Err(End::Reset);
+        }
+        Some(Ok(body)) => body,
+    };
+    let data = match cipher {
+        None => body.freeze(),
+        Some(c) => match c.open_in_place(&mut body) {
+            Ok(range) => body.freeze().slice(range),
+            Err(e) => {
+                stats.decryption_failed();
+                return bad(shared, peer, name, failures, e.to_string());
+            }
+        },
+    };
+    let max = shared.config.max_message_size;
+    if data.len() > max {
+        stats.oversized();
+        let error = format!(
+            "message of {} bytes exceeds the maximum of {max}",
+            data.len()
+        );
+        return bad(shared, peer, name, failures, error);
+    }
+    Ok(Some(data))
+}
+
+/// A bad body: reported, and the stream is reset once there were too many.
+fn bad(
+    shared: &Shared,
+    peer: PeerId,
+    name: &str,
+    failures: &mut u32,
+    error: String,
+) -> Result<Option<Bytes>, End> {
+    *failures += 1;
+    if too_many(shared, *failures) {
+        fault(shared, peer, name, error, true);
+        return Err(End::Reset);
+    }
+    fault(shared, peer, name, error, false);
+    Ok(None)
+}
+
+/// Hands the batch to the message queue, in order, and empties it.
+///
+/// Waiting here is the backpressure: while the queue is full this stream is not read, and the
+/// muxer's window stops the sender. Once shutdown began, a full queue no longer holds the
+/// stream: the message is dropped (counted) and reading goes on to the end, so that the peer's
+/// close is seen and the writers' drain is not held up.
+async fn deliver(
+    shared: &Shared,
+    batch: &mut Vec<IncomingMessage>,
+    stats: &StreamCounters,
+    cancelled: &mut std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
+) -> Result<(), End> {
+    let mut msgs = batch.drain(..);
+    let mut result = Ok(());
+    for msg in msgs.by_ref() {
+        // Counted before it is queued, so that whoever receives it sees it counted.
+        stats.received(msg.data.len(), msg.received_at);
+        let msg = match shared.messages.try_send(msg) {
+            Ok(()) => continue,
+            Err(async_channel::TrySendError::Closed(_)) => {
+                result = Err(End::QueueClosed);
+                stats.undelivered();
+                break;
+            }
+            Err(async_channel::TrySendError::Full(msg)) => msg,
+        };
+        tokio::select! {
+            biased;
+            _ = &mut *cancelled => {
+                stats.undelivered();
+                result = Err(End::Cancelled);
+                break;
+            }
+            r = shared.messages.send(msg) => if r.is_err() {
+                stats.undelivered();
+                result = Err(End::QueueClosed);
+                break;
+            },
+            _ = shared.closing.cancelled(), if shared.messages.is_full() => {
+                stats.undelivered();
+            }
+        }
+    }
+    // Not delivered: counted as received (they were) and undelivered.
+    for msg in msgs {
+        stats.received(msg.data.len(), msg.received_at);
+        stats.undelivered();
+    }
+    result
 }
 
 fn too_many(shared: &Shared, failures: u32) -> bool {
