@@ -146,6 +146,7 @@ async fn raw_one_way(
     pair: (Box<dyn Duplex>, Box<dyn Duplex>),
     count: usize,
     size: usize,
+    buffered: bool,
 ) -> Duration {
     let (mut client, server) = pair;
     let started = Instant::now();
@@ -155,7 +156,13 @@ async fn raw_one_way(
             r.next().await.unwrap();
         }
     });
-    write_frames(&mut client, count, size).await.unwrap();
+    if buffered {
+        // The application batching its own writes: the most the transport can carry.
+        let mut w = futures::io::BufWriter::with_capacity(64 * 1024, &mut client);
+        write_frames(&mut w, count, size).await.unwrap();
+    } else {
+        write_frames(&mut client, count, size).await.unwrap();
+    }
     reader.await.unwrap();
     started.elapsed()
 }
@@ -207,6 +214,11 @@ async fn run(args: &Args) -> Vec<Row> {
     let mut rows = Vec::new();
 
     // 1 and 2: one way.
+    let mut ceiling = Row::new(
+        "small 256 B one way, raw written through a 64 KiB BufWriter (batching by the app: the transport's ceiling; glueberry as above)",
+        "msg/s",
+        true,
+    );
     let mut allocs = Row::new(
         "allocations per 256 B message, both ends (process-wide)",
         "allocs",
@@ -254,16 +266,31 @@ async fn run(args: &Args) -> Vec<Row> {
             rows.push(row);
             continue;
         }
-        row.raw_tcp = Some(value(raw_one_way(raw::tcp_pair().await, count, size).await));
+        row.raw_tcp = Some(value(
+            raw_one_way(raw::tcp_pair().await, count, size, false).await,
+        ));
         if !is_bulk {
+            ceiling.raw_tcp = Some(value(
+                raw_one_way(raw::tcp_pair().await, count, size, true).await,
+            ));
             let before = alloc::allocations();
-            raw_one_way(raw::tcp_pair().await, count, size).await;
+            raw_one_way(raw::tcp_pair().await, count, size, false).await;
             allocs.raw_tcp = Some((alloc::allocations() - before) as f64 / count as f64);
         }
         for &quic in quics {
+            if !is_bulk {
+                let (pair, nodes) = raw::libp2p_pair(quic).await;
+                let c = Some(value(raw_one_way(pair, count, size, true).await));
+                drop(nodes);
+                if quic {
+                    ceiling.libp2p_quic = c;
+                } else {
+                    ceiling.libp2p_tcp = c;
+                }
+            }
             let (pair, nodes) = raw::libp2p_pair(quic).await;
             let before = alloc::allocations();
-            let l = value(raw_one_way(pair, count, size).await);
+            let l = value(raw_one_way(pair, count, size, false).await);
             let l_allocs = (alloc::allocations() - before) as f64 / count as f64;
             drop(nodes);
             let (a, b) = glue::pair(quic).await;
@@ -289,7 +316,11 @@ async fn run(args: &Args) -> Vec<Row> {
         }
         rows.push(row);
     }
-    if wanted("small") {
+    if wanted("small") && !args.glueberry_only {
+        if let Some(small) = rows.last() {
+            (ceiling.glue_tcp, ceiling.glue_quic) = (small.glue_tcp, small.glue_quic);
+        }
+        rows.push(ceiling);
         rows.push(allocs);
     }
 
@@ -525,7 +556,7 @@ mod tests {
             serve_peers: 0,
         };
         let rows = run(&args).await;
-        assert_eq!(rows.len(), 3 + 2 + 2 * 2 + 1);
+        assert_eq!(rows.len(), 4 + 2 + 2 * 2 + 1);
         for r in &rows[..4] {
             for v in [r.libp2p_tcp, r.glue_tcp, r.libp2p_quic, r.glue_quic] {
                 assert!(v.is_some_and(|v| v > 0.0), "{}", r.name);

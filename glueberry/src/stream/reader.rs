@@ -94,7 +94,11 @@ pub(super) async fn run(
                 break;
             }
             // The next frame only if it is already here (a no-op waker: the next await
-            // registers the real one).
+            // registers the real one). A lone message with nothing after it in the buffer
+            // (request and response traffic) goes out at once, without another poll.
+            if batch.len() < 2 && frames.read_buffer().is_empty() {
+                break;
+            }
             match frames.next().now_or_never() {
                 Some(next) => item = next,
                 None => break,
