@@ -10,12 +10,13 @@
 //! trip, 256 B request and echo, sequential; (4) connect + handshake + first message for N peers
 //! against one node, and the process's RSS per peer; (5) events per second to 64 subscribers.
 //! The raw transports run the same application code: 4-byte length-prefixed frames, one write
-//! per message. Peers run in one process (both ends are counted in the RSS figure).
+//! per message. Peers run in one process, or in two with `--two-process`.
 
 mod alloc;
 mod framed;
 mod glue;
 mod raw;
+mod remote;
 mod two_process;
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 use crate::framed::{Duplex, FrameReader, write_frames};
+use crate::remote::Kind;
 
 /// glueberry vs raw TCP vs raw rust-libp2p, on loopback, in one run.
 #[derive(Parser, Debug, Clone)]
@@ -55,14 +57,25 @@ struct Args {
     /// Run glueberry alone in the one-way scenarios (to profile it).
     #[arg(long)]
     glueberry_only: bool,
-    /// Run the serving node of the many-peers scenario in a second process, so that its memory
-    /// per peer is measured alone.
+    /// Peers in two processes: the receiver (or echo) of the one-way and round-trip scenarios,
+    /// and the serving node of the many-peers scenario (whose memory per peer is then measured
+    /// alone), run in a second process.
     #[arg(long)]
     two_process: bool,
     /// (internal) Serve the many-peers scenario in this process: `glue` or `libp2p`.
     #[arg(long, hide = true)]
     serve: Option<String>,
-    /// (internal) With --serve: over QUIC.
+    /// (internal) Receive the one-way or round-trip scenario in this process: `tcp`, `libp2p`
+    /// or `glue`.
+    #[arg(long, hide = true)]
+    serve_flow: Option<String>,
+    /// (internal) With --serve-flow: how many messages to wait for after the warm-up.
+    #[arg(long, hide = true, default_value_t = 0)]
+    serve_count: usize,
+    /// (internal) With --serve-flow: echo every message instead of counting them.
+    #[arg(long, hide = true)]
+    serve_echo: bool,
+    /// (internal) With --serve or --serve-flow: over QUIC.
     #[arg(long, hide = true)]
     quic: bool,
     /// (internal) With --serve: how many peers to wait for.
@@ -202,6 +215,73 @@ async fn raw_round_trips(
     rtts
 }
 
+/// One way over `kind`, in this process or (`--two-process`) to a receiver in another: the
+/// time, and the allocations this process made meanwhile.
+async fn one_way_on(
+    args: &Args,
+    kind: Kind,
+    quic: bool,
+    count: usize,
+    size: usize,
+    buffered: bool,
+) -> (Duration, u64) {
+    if args.two_process {
+        let before = alloc::allocations();
+        let d = remote::one_way(kind, quic, count, size, buffered).await;
+        return (d, alloc::allocations() - before);
+    }
+    match kind {
+        Kind::Tcp | Kind::Libp2p => {
+            let (pair, nodes) = if kind == Kind::Tcp {
+                (raw::tcp_pair().await, None)
+            } else {
+                let (pair, nodes) = raw::libp2p_pair(quic).await;
+                (pair, Some(nodes))
+            };
+            let before = alloc::allocations();
+            let d = raw_one_way(pair, count, size, buffered).await;
+            let a = alloc::allocations() - before;
+            drop(nodes);
+            (d, a)
+        }
+        Kind::Glue => {
+            let (a, b) = glue::pair(quic).await;
+            let before = alloc::allocations();
+            let t = Instant::now();
+            glue::one_way(&a, &b, count, size).await;
+            let d = t.elapsed();
+            let n = alloc::allocations() - before;
+            a.shutdown().await;
+            b.shutdown().await;
+            (d, n)
+        }
+    }
+}
+
+/// Sequential round trips over `kind`, with the echo in this process or in another.
+async fn round_trips_on(args: &Args, kind: Kind, quic: bool, count: usize) -> Vec<Duration> {
+    let mut rtts = if args.two_process {
+        remote::round_trips(kind, quic, count, SMALL).await
+    } else {
+        match kind {
+            Kind::Tcp => raw_round_trips(raw::tcp_pair().await, count, SMALL).await,
+            Kind::Libp2p => {
+                let (pair, _nodes) = raw::libp2p_pair(quic).await;
+                raw_round_trips(pair, count, SMALL).await
+            }
+            Kind::Glue => {
+                let (a, b) = glue::pair(quic).await;
+                let rtts = glue::round_trips(&a, &b, count, SMALL).await;
+                a.shutdown().await;
+                b.shutdown().await;
+                rtts
+            }
+        }
+    };
+    rtts.sort();
+    rtts
+}
+
 /// Runs every scenario and returns the table's rows.
 async fn run(args: &Args) -> Vec<Row> {
     let quics: &[bool] = if args.no_quic {
@@ -220,7 +300,11 @@ async fn run(args: &Args) -> Vec<Row> {
         true,
     );
     let mut allocs = Row::new(
-        "allocations per 256 B message, both ends (process-wide)",
+        if args.two_process {
+            "allocations per 256 B message, the sending process"
+        } else {
+            "allocations per 256 B message, both ends (process-wide)"
+        },
         "allocs",
         false,
     );
@@ -266,52 +350,37 @@ async fn run(args: &Args) -> Vec<Row> {
             rows.push(row);
             continue;
         }
-        row.raw_tcp = Some(value(
-            raw_one_way(raw::tcp_pair().await, count, size, false).await,
-        ));
+        let per_msg = |n: u64| Some(n as f64 / count as f64);
+        let (d, a) = one_way_on(args, Kind::Tcp, false, count, size, false).await;
+        row.raw_tcp = Some(value(d));
         if !is_bulk {
-            ceiling.raw_tcp = Some(value(
-                raw_one_way(raw::tcp_pair().await, count, size, true).await,
-            ));
-            let before = alloc::allocations();
-            raw_one_way(raw::tcp_pair().await, count, size, false).await;
-            allocs.raw_tcp = Some((alloc::allocations() - before) as f64 / count as f64);
+            allocs.raw_tcp = per_msg(a);
+            let (d, _) = one_way_on(args, Kind::Tcp, false, count, size, true).await;
+            ceiling.raw_tcp = Some(value(d));
         }
         for &quic in quics {
             if !is_bulk {
-                let (pair, nodes) = raw::libp2p_pair(quic).await;
-                let c = Some(value(raw_one_way(pair, count, size, true).await));
-                drop(nodes);
+                let (d, _) = one_way_on(args, Kind::Libp2p, quic, count, size, true).await;
                 if quic {
-                    ceiling.libp2p_quic = c;
+                    ceiling.libp2p_quic = Some(value(d));
                 } else {
-                    ceiling.libp2p_tcp = c;
+                    ceiling.libp2p_tcp = Some(value(d));
                 }
             }
-            let (pair, nodes) = raw::libp2p_pair(quic).await;
-            let before = alloc::allocations();
-            let l = value(raw_one_way(pair, count, size, false).await);
-            let l_allocs = (alloc::allocations() - before) as f64 / count as f64;
-            drop(nodes);
-            let (a, b) = glue::pair(quic).await;
-            let before = alloc::allocations();
-            let t = Instant::now();
-            glue::one_way(&a, &b, count, size).await;
-            let g = value(t.elapsed());
-            let g_allocs = (alloc::allocations() - before) as f64 / count as f64;
-            a.shutdown().await;
-            b.shutdown().await;
+            let (ld, la) = one_way_on(args, Kind::Libp2p, quic, count, size, false).await;
+            let (gd, ga) = one_way_on(args, Kind::Glue, quic, count, size, false).await;
+            let (l, g) = (Some(value(ld)), Some(value(gd)));
             if !is_bulk {
                 if quic {
-                    (allocs.libp2p_quic, allocs.glue_quic) = (Some(l_allocs), Some(g_allocs));
+                    (allocs.libp2p_quic, allocs.glue_quic) = (per_msg(la), per_msg(ga));
                 } else {
-                    (allocs.libp2p_tcp, allocs.glue_tcp) = (Some(l_allocs), Some(g_allocs));
+                    (allocs.libp2p_tcp, allocs.glue_tcp) = (per_msg(la), per_msg(ga));
                 }
             }
             if quic {
-                (row.libp2p_quic, row.glue_quic) = (Some(l), Some(g));
+                (row.libp2p_quic, row.glue_quic) = (l, g);
             } else {
-                (row.libp2p_tcp, row.glue_tcp) = (Some(l), Some(g));
+                (row.libp2p_tcp, row.glue_tcp) = (l, g);
             }
         }
         rows.push(row);
@@ -344,19 +413,11 @@ async fn run(args: &Args) -> Vec<Row> {
 async fn round_trip_rows(args: &Args, quics: &[bool], rows: &mut Vec<Row>) {
     let mut p50 = Row::new("round trip 256 B, p50", "µs", false);
     let mut p99 = Row::new("round trip 256 B, p99", "µs", false);
-    let mut rtts = raw_round_trips(raw::tcp_pair().await, args.rtt, SMALL).await;
-    rtts.sort();
+    let rtts = round_trips_on(args, Kind::Tcp, false, args.rtt).await;
     (p50.raw_tcp, p99.raw_tcp) = (Some(percentile(&rtts, 0.5)), Some(percentile(&rtts, 0.99)));
     for &quic in quics {
-        let (pair, nodes) = raw::libp2p_pair(quic).await;
-        let mut l = raw_round_trips(pair, args.rtt, SMALL).await;
-        drop(nodes);
-        l.sort();
-        let (a, b) = glue::pair(quic).await;
-        let mut g = glue::round_trips(&a, &b, args.rtt, SMALL).await;
-        a.shutdown().await;
-        b.shutdown().await;
-        g.sort();
+        let l = round_trips_on(args, Kind::Libp2p, quic, args.rtt).await;
+        let g = round_trips_on(args, Kind::Glue, quic, args.rtt).await;
         let (l50, l99, g50, g99) = (
             percentile(&l, 0.5),
             percentile(&l, 0.99),
@@ -521,6 +582,15 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(kind) = &args.serve_flow {
+        runtime.block_on(remote::serve(
+            Kind::parse(kind),
+            args.quic,
+            args.serve_echo,
+            args.serve_count,
+        ));
+        return;
+    }
     if let Some(kind) = &args.serve {
         runtime.block_on(two_process::serve(kind, args.quic, args.serve_peers));
         return;
@@ -552,6 +622,9 @@ mod tests {
             glueberry_only: false,
             two_process: false,
             serve: None,
+            serve_flow: None,
+            serve_count: 0,
+            serve_echo: false,
             quic: false,
             serve_peers: 0,
         };
