@@ -541,6 +541,93 @@ fn ratio(g: Option<f64>, l: Option<f64>) -> String {
     }
 }
 
+/// The targets (a 2-core machine), each with the figures of this run: reported, never
+/// asserted. Rows that did not run are left out.
+fn targets(rows: &[Row]) -> Vec<String> {
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    let ratio = |g: Option<f64>, l: Option<f64>| match (g, l) {
+        (Some(g), Some(l)) if l > 0.0 => Some(g / l),
+        _ => None,
+    };
+    let mut out = vec!["targets (a 2-core machine; reported, not asserted):".to_owned()];
+    let mut check = |what: String, ok: bool| {
+        out.push(format!("  [{}] {what}", if ok { "met" } else { "missed" }));
+    };
+    if let Some(r) = find("bulk") {
+        for (t, g, l) in [
+            ("TCP", r.glue_tcp, r.libp2p_tcp),
+            ("QUIC", r.glue_quic, r.libp2p_quic),
+        ] {
+            if let Some(x) = ratio(g, l) {
+                check(format!("bulk {t}: {x:.2} × raw libp2p (≥ 0.75)"), x >= 0.75);
+            }
+        }
+    }
+    if let Some(r) = find("small 256 B one way |").or_else(|| find("small 256 B one way"))
+        && let (Some(g), Some(x)) = (r.glue_tcp, ratio(r.glue_tcp, r.libp2p_tcp))
+    {
+        check(
+            format!("small TCP: {:.0}k msg/s (≥ 1000k)", g / 1000.0),
+            g >= 1e6,
+        );
+        check(format!("small TCP: {x:.2} × raw libp2p (≥ 5)"), x >= 5.0);
+    }
+    if let Some(r) = find("round trip 256 B, p50") {
+        for (t, g, l) in [
+            ("TCP", r.glue_tcp, r.libp2p_tcp),
+            ("QUIC", r.glue_quic, r.libp2p_quic),
+        ] {
+            if let Some(x) = ratio(g, l) {
+                check(
+                    format!("round trip p50 {t}: {x:.2} × raw libp2p (≤ 1.25)"),
+                    x <= 1.25,
+                );
+            }
+        }
+    }
+    // The largest peer count that ran.
+    if let Some(r) = rows
+        .iter()
+        .rev()
+        .find(|r| r.name.starts_with("RSS per peer"))
+    {
+        for (t, g, l) in [
+            ("TCP", r.glue_tcp, r.libp2p_tcp),
+            ("QUIC", r.glue_quic, r.libp2p_quic),
+        ] {
+            if let Some(x) = ratio(g, l) {
+                check(
+                    format!("{}, {t}: {x:.2} × raw libp2p (≤ 1.5)", r.name),
+                    x <= 1.5,
+                );
+            }
+        }
+    }
+    if let Some(r) = find("connect+handshake+1st msg, 500 peers") {
+        for (t, g) in [("TCP", r.glue_tcp), ("QUIC", r.glue_quic)] {
+            if let Some(ms) = g {
+                check(
+                    format!("500 peers established, {t}: {:.1} s (< 5 s)", ms / 1e3),
+                    ms < 5000.0,
+                );
+            }
+        }
+    }
+    if let Some(r) = find("allocations") {
+        for (t, g) in [("TCP", r.glue_tcp), ("QUIC", r.glue_quic)] {
+            if let Some(n) = g {
+                check(
+                    format!(
+                        "allocations per message, {t}: {n:.2} (nothing beyond the frame buffer: < 1)"
+                    ),
+                    n < 1.0,
+                );
+            }
+        }
+    }
+    out
+}
+
 fn print(rows: &[Row]) {
     println!(
         "| scenario | unit | raw TCP | libp2p TCP | glueberry TCP | g/libp2p TCP | libp2p QUIC | glueberry QUIC | g/libp2p QUIC |"
@@ -600,6 +687,10 @@ fn main() {
     let started = Instant::now();
     let rows = runtime.block_on(run(&args));
     print(&rows);
+    println!();
+    for line in targets(&rows) {
+        println!("{line}");
+    }
     println!("took {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -630,6 +721,18 @@ mod tests {
         };
         let rows = run(&args).await;
         assert_eq!(rows.len(), 4 + 2 + 2 * 2 + 1);
+        // The targets are reported (memory only where the tiny run moved the RSS; the 500-peer
+        // one did not run).
+        let lines = targets(&rows);
+        for what in [
+            "bulk TCP",
+            "bulk QUIC",
+            "small TCP",
+            "round trip p50 QUIC",
+            "allocations",
+        ] {
+            assert!(lines.iter().any(|l| l.contains(what)), "{what}: {lines:#?}");
+        }
         for r in &rows[..4] {
             for v in [r.libp2p_tcp, r.glue_tcp, r.libp2p_quic, r.glue_quic] {
                 assert!(v.is_some_and(|v| v > 0.0), "{}", r.name);
