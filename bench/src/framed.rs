@@ -53,3 +53,37 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(&self.buf)
     }
 }
+
+/// Sends every frame read from `r` back on `w` (one write and flush each) until either side ends.
+pub async fn echo<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut FrameReader<R>, w: &mut W) {
+    let mut out = Vec::new();
+    while let Ok(f) = r.next().await {
+        out.clear();
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(f);
+        if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends `count` frames of `size` bytes on `s`, each once the previous one came back; returns
+/// each round trip.
+pub async fn round_trips<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
+    count: usize,
+    size: usize,
+) -> Vec<std::time::Duration> {
+    let (r, mut w) = s.split();
+    let mut r = FrameReader::new(r);
+    let f = frame(size);
+    let mut rtts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = std::time::Instant::now();
+        w.write_all(&f).await.unwrap();
+        w.flush().await.unwrap();
+        r.next().await.unwrap();
+        rtts.push(t.elapsed());
+    }
+    rtts
+}

@@ -185,32 +185,13 @@ async fn raw_round_trips(
     count: usize,
     size: usize,
 ) -> Vec<Duration> {
-    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+    use futures::AsyncReadExt as _;
     let (client, server) = pair;
     let echo = tokio::spawn(async move {
         let (r, mut w) = server.split();
-        let mut r = FrameReader::new(r);
-        let mut out = Vec::new();
-        while let Ok(f) = r.next().await {
-            out.clear();
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            out.extend_from_slice(f);
-            if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
-                break;
-            }
-        }
+        framed::echo(&mut FrameReader::new(r), &mut w).await;
     });
-    let (r, mut w) = client.split();
-    let mut r = FrameReader::new(r);
-    let frame = framed::frame(size);
-    let mut rtts = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t = Instant::now();
-        w.write_all(&frame).await.unwrap();
-        w.flush().await.unwrap();
-        r.next().await.unwrap();
-        rtts.push(t.elapsed());
-    }
+    let rtts = framed::round_trips(client, count, size).await;
     echo.abort();
     rtts
 }

@@ -6,8 +6,8 @@
 //! sink, `done` once the measured messages all arrived. As an echo it sends every message back.
 //! It exits when its stdin closes.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::io::Write as _;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -132,15 +132,7 @@ async fn serve_stream(s: Box<dyn Duplex>, echo: bool, count: usize) {
     r.next().await.unwrap();
     say("ready");
     if echo {
-        let mut out = Vec::new();
-        while let Ok(f) = r.next().await {
-            out.clear();
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            out.extend_from_slice(f);
-            if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
-                break;
-            }
-        }
+        crate::framed::echo(&mut r, &mut w).await;
     } else {
         for _ in 0..count {
             r.next().await.unwrap();
@@ -170,20 +162,7 @@ impl Remote {
         if echo {
             cmd.arg("--serve-echo");
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the receiving process");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = tokio::sync::mpsc::channel::<String>(8);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.blocking_send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, lines) = crate::two_process::spawn(cmd);
         Remote { child, lines }
     }
 
@@ -313,23 +292,12 @@ pub async fn round_trips(kind: Kind, quic: bool, count: usize, size: usize) -> V
     let mut remote = Remote::spawn(kind, quic, true, 0);
     let mut client = connect(&mut remote, kind, quic).await;
     warm_up(&mut remote, &mut client, size).await;
-    let mut rtts = Vec::with_capacity(count);
     match client {
-        Client::Stream(s, _node) => {
-            let (r, mut w) = s.split();
-            let mut r = FrameReader::new(r);
-            let f = frame(size);
-            for _ in 0..count {
-                let t = Instant::now();
-                w.write_all(&f).await.unwrap();
-                w.flush().await.unwrap();
-                r.next().await.unwrap();
-                rtts.push(t.elapsed());
-            }
-        }
+        Client::Stream(s, _node) => crate::framed::round_trips(s, count, size).await,
         Client::Glue(node, peer) => {
             let payload = Bytes::from(vec![0x5a; size]);
             let messages = node.messages();
+            let mut rtts = Vec::with_capacity(count);
             for _ in 0..count {
                 let t = Instant::now();
                 node.send(peer, glue::STREAM, payload.clone())
@@ -339,7 +307,7 @@ pub async fn round_trips(kind: Kind, quic: bool, count: usize, size: usize) -> V
                 rtts.push(t.elapsed());
             }
             node.shutdown().await;
+            rtts
         }
     }
-    rtts
 }

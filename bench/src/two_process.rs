@@ -5,7 +5,7 @@
 //! `done <bytes>` once every peer sent its first message; it exits when its stdin closes.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use glueberry::{Multiaddr, PeerId};
@@ -49,6 +49,26 @@ pub async fn serve(kind: &str, quic: bool, peers: usize) {
     }
 }
 
+/// Starts `cmd` (this binary in a serving role) with piped stdin and stdout; its stdout comes
+/// back line by line. Closing its stdin tells it to exit.
+pub fn spawn(mut cmd: Command) -> (Child, tokio::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn a serving process");
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, lines) = tokio::sync::mpsc::channel::<String>(8);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines)
+}
+
 /// The number after the word of a `word <number>` line.
 fn number(line: Option<String>) -> f64 {
     line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
@@ -64,20 +84,7 @@ pub async fn many_peers(kind: &str, quic: bool, peers: usize) -> (f64, f64) {
     if quic {
         cmd.arg("--quic");
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the serving process");
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(8);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, mut lines) = spawn(cmd);
     let addr_line = lines.recv().await.expect("addr line");
     let mut parts = addr_line.split_whitespace().skip(1);
     let addr: Multiaddr = parts
