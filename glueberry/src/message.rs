@@ -15,7 +15,8 @@ pub struct IncomingMessage {
     pub stream: Arc<str>,
     /// The plaintext. It shares the receive buffer: no copy was made.
     pub data: Bytes,
-    /// When the stream reader decoded it.
+    /// When the stream reader decoded it (messages that arrived together and were decoded in
+    /// one go share the time).
     pub received_at: SystemTime,
 }
 
