@@ -44,14 +44,28 @@ pub mod defaults {
     /// Established connections per peer: two, so that a duplicate from a simultaneous dial or
     /// a restarted peer's new connection can coexist with the old one until it is settled.
     pub const MAX_CONNECTIONS_PER_PEER: usize = 2;
-    /// Inbound connections in their security handshake at once.
+    /// Inbound connections in their security handshake at once; the oldest is evicted for a
+    /// new one.
     pub const MAX_PENDING_INBOUND: usize = 128;
+    /// Inbound connections from one IP address that have not finished the application
+    /// handshake (in their security handshake, or from a stranger).
+    pub const MAX_INBOUND_PER_IP: usize = 16;
+    /// Connections from strangers (inbound, from peers neither in the address book nor
+    /// handshaked); the oldest is evicted for a new one.
+    pub const MAX_STRANGERS: usize = 64;
+    /// Time a new connection has to finish its security handshake (Noise and yamux, or QUIC's).
+    pub const SECURITY_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How often a connection is pinged (libp2p-ping's default).
+    pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+    /// How long a ping may take (libp2p-ping's default); also QUIC's idle timeout.
+    pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
     /// Dial timeout (hard-coded in Go).
     pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bad frames tolerated on one stream before it is reset (Go never resets).
     pub const MAX_STREAM_FAILURES: u32 = 8;
-    /// How long a retired duplicate connection stays after its last stream closed.
-    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a retired duplicate connection stays after its last stream closed, so that
+    /// the last frames (stream closes, window updates) reach the peer.
+    pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
     /// How long the statistics of a disconnected peer are kept (Go: 24 h).
     pub const STATS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
     /// How often the statistics cleanup runs (Go: 1 h).
@@ -143,6 +157,10 @@ pub struct Config {
     pub(crate) max_connections_per_peer: Option<usize>,
     pub(crate) max_pending_inbound: Option<usize>,
     pub(crate) max_inbound_per_ip: Option<usize>,
+    pub(crate) max_strangers: Option<usize>,
+    pub(crate) security_handshake_timeout: Duration,
+    pub(crate) ping_interval: Duration,
+    pub(crate) ping_timeout: Duration,
     pub(crate) max_stream_name_length: Option<usize>,
     pub(crate) max_metadata_size: Option<usize>,
     pub(crate) dial_timeout: Duration,
@@ -184,6 +202,10 @@ impl std::fmt::Debug for Config {
             .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("max_pending_inbound", &self.max_pending_inbound)
             .field("max_inbound_per_ip", &self.max_inbound_per_ip)
+            .field("max_strangers", &self.max_strangers)
+            .field("security_handshake_timeout", &self.security_handshake_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
             .field("max_stream_name_length", &self.max_stream_name_length)
             .field("max_metadata_size", &self.max_metadata_size)
             .field("dial_timeout", &self.dial_timeout)
@@ -244,7 +266,11 @@ impl Config {
             max_inbound_connections: None,
             max_connections_per_peer: Some(defaults::MAX_CONNECTIONS_PER_PEER),
             max_pending_inbound: Some(defaults::MAX_PENDING_INBOUND),
-            max_inbound_per_ip: None,
+            max_inbound_per_ip: Some(defaults::MAX_INBOUND_PER_IP),
+            max_strangers: Some(defaults::MAX_STRANGERS),
+            security_handshake_timeout: defaults::SECURITY_HANDSHAKE_TIMEOUT,
+            ping_interval: defaults::PING_INTERVAL,
+            ping_timeout: defaults::PING_TIMEOUT,
             max_stream_name_length: Some(defaults::MAX_STREAM_NAME_LENGTH),
             max_metadata_size: Some(defaults::MAX_METADATA_SIZE),
             dial_timeout: defaults::DIAL_TIMEOUT,
@@ -306,26 +332,63 @@ impl Config {
         /// manager trimmed established peers behind its back).
         with_conn_low_watermark, conn_low_watermark: usize);
     setter!(
-        /// Connection-count high watermark: the most established connections, in and out;
-        /// more are refused. Default 400.
+        /// Connection-count high watermark: once the node has this many established
+        /// connections (in and out), strangers' connections are refused
+        /// ([`AdmissionCause::Total`](crate::event::AdmissionCause::Total)). The node's own
+        /// dials and connections of address-book and handshaked peers are never refused
+        /// (docs/admission.md). Default 400.
         with_conn_high_watermark, conn_high_watermark: usize);
     setter!(
-        /// The most established inbound connections; `None` leaves only the total limit.
-        /// Default `None`.
+        /// The most established inbound connections at which strangers' connections are
+        /// refused; `None` leaves only the total limit. Default `None`.
         with_max_inbound_connections, max_inbound_connections: Option<usize>);
     setter!(
-        /// The most established connections to one peer; `None` is unlimited. Default 2 (a
-        /// limit of 1 could refuse both connections of a simultaneous dial).
+        /// The most established connections to one peer. A new connection past it is let in
+        /// and the peer's oldest (a retired duplicate first) is closed: a peer that restarted
+        /// connects again while its old connection lingers
+        /// ([`AdmissionCause::Superseded`](crate::event::AdmissionCause::Superseded)). `None`
+        /// is unlimited. Default 2 (one kept connection and one duplicate of a simultaneous
+        /// dial).
         with_max_connections_per_peer, max_connections_per_peer: Option<usize>);
     setter!(
-        /// The most inbound connections in their security handshake at once; `None` is
-        /// unlimited. Default 128.
+        /// The most inbound connections in their security handshake at once. When all places
+        /// are taken the oldest is evicted for the new one
+        /// ([`AdmissionCause::PendingEvicted`](crate::event::AdmissionCause::PendingEvicted)),
+        /// so connections that never speak cannot lock new peers out. `None` is unlimited.
+        /// Default 128.
         with_max_pending_inbound, max_pending_inbound: Option<usize>);
     setter!(
-        /// The most inbound connections from one IP address, those still in their security
-        /// handshake included, checked before the security handshake; `None` (default) disables
-        /// the check.
+        /// The most inbound connections from one IP address that have not finished the
+        /// application handshake (in their security handshake, or from a stranger), checked
+        /// before the security handshake; handshaked and address-book peers do not count, so
+        /// many validators behind one NAT get in. `None` disables the check. Default 16.
         with_max_inbound_per_ip, max_inbound_per_ip: Option<usize>);
+    setter!(
+        /// The most connections from strangers: inbound, from peers neither in the address
+        /// book nor handshaked. A new stranger past it is let in and the oldest stranger's
+        /// connection is closed
+        /// ([`AdmissionCause::StrangerEvicted`](crate::event::AdmissionCause::StrangerEvicted)).
+        /// `None` is unlimited. Default 64.
+        with_max_strangers, max_strangers: Option<usize>);
+    setter!(
+        /// Time a new connection has to finish its security handshake and muxer negotiation
+        /// (TCP: Noise and yamux; QUIC: its TLS handshake), after which it is closed. Default
+        /// 10 s.
+        with_security_handshake_timeout, security_handshake_timeout: Duration);
+    setter!(
+        /// How often each connection is pinged (libp2p ping). Over TCP a connection whose
+        /// pings go unanswered for `ping_interval + ping_timeout` is severed and its peer
+        /// reported Disconnected with
+        /// [`DisconnectReason::Unresponsive`](crate::DisconnectReason::Unresponsive)
+        /// (docs/lifecycle.md, "Liveness"). Default 15 s.
+        with_ping_interval, ping_interval: Duration);
+    setter!(
+        /// How long a ping may take. It is also QUIC's idle timeout: a QUIC connection that
+        /// hears nothing from its peer (QUIC keep-alives go every quarter of it) for this long
+        /// is closed, and its peer reported Disconnected with
+        /// [`DisconnectReason::Unresponsive`](crate::DisconnectReason::Unresponsive). Default
+        /// 20 s.
+        with_ping_timeout, ping_timeout: Duration);
     setter!(
         /// Longest stream name in bytes; `None` is unlimited. Default 64.
         with_max_stream_name_length, max_stream_name_length: Option<usize>);
@@ -344,9 +407,10 @@ impl Config {
         /// always resets at once. Default 8.
         with_max_stream_failures, max_stream_failures: Option<u32>);
     setter!(
-        /// How long a duplicate connection (both peers dialled at once; the other one is kept)
-        /// stays after its last stream closed. Connections glueberry keeps are never closed for
-        /// idleness: the handshake timeout, `disconnect` and failed pings close them. Default 10 s.
+        /// How long a retired duplicate connection (both peers dialled at once and the other one
+        /// is kept, or a restarted peer's old one) stays after its last stream closed, so that
+        /// the last frames reach the peer. Connections glueberry keeps are never closed for
+        /// idleness: the handshake timeout, `disconnect` and liveness close them. Default 1 s.
         with_idle_connection_timeout, idle_connection_timeout: Duration);
     setter!(
         /// How long the statistics of a peer that went Disconnected are kept; `None` keeps
@@ -416,6 +480,16 @@ impl Config {
         codec::outer_len(self.max_message_size + OVERHEAD)
     }
 
+    /// The admission limits (docs/admission.md).
+    pub(crate) fn admission_limits(&self) -> crate::admission::Limits {
+        crate::admission::Limits {
+            per_ip: self.max_inbound_per_ip,
+            strangers: self.max_strangers,
+            total: self.conn_high_watermark,
+            inbound: self.max_inbound_connections,
+        }
+    }
+
     /// The timing parameters of the peer state machines.
     pub(crate) fn machine_params(&self) -> crate::peer::Params {
         crate::peer::Params {
@@ -458,12 +532,22 @@ impl Config {
         if self.book_flush_interval.is_zero() {
             return Err(ConfigError::Zero("book_flush_interval"));
         }
+        for (d, name) in [
+            (self.ping_interval, "ping_interval"),
+            (self.ping_timeout, "ping_timeout"),
+            (self.security_handshake_timeout, "security_handshake_timeout"),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         // A limit of zero would refuse everything: say so instead.
         for (limit, name) in [
             (self.max_inbound_connections, "max_inbound_connections"),
             (self.max_connections_per_peer, "max_connections_per_peer"),
             (self.max_pending_inbound, "max_pending_inbound"),
             (self.max_inbound_per_ip, "max_inbound_per_ip"),
+            (self.max_strangers, "max_strangers"),
             (self.max_stream_name_length, "max_stream_name_length"),
         ] {
             if limit == Some(0) {
@@ -533,6 +617,12 @@ mod tests {
         assert!(!c.reconnect_learned_peers);
         assert_eq!(c.stats_max_age, Some(Duration::from_secs(24 * 3600)));
         assert_eq!(c.stats_cleanup_interval, Duration::from_secs(3600));
+        assert_eq!(
+            (c.ping_interval, c.ping_timeout),
+            (Duration::from_secs(15), Duration::from_secs(20))
+        );
+        assert_eq!(c.max_inbound_per_ip, Some(16));
+        assert_eq!(c.max_strangers, Some(64));
     }
 
     #[test]

@@ -20,12 +20,14 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::time::{DelayQueue, delay_queue};
 
+use crate::admission::{self, Throttle};
 use crate::behaviour::streams::{Inbound, OpenError};
-use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::behaviour::{Behaviour, BehaviourEvent, Built};
 use crate::book::{self, Book};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
-use crate::event::{ConnectionEvent, Event};
+use crate::event::{AdmissionCause, AdmissionEvent, ConnectionEvent, Event};
+use crate::liveness::Liveness;
 use crate::peer::{
     Change, DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer,
 };
@@ -34,6 +36,7 @@ use crate::shared::{OpenStream, PeerView, Shared, lock};
 use crate::stats::Handshake;
 use crate::stream;
 use crate::telemetry as m;
+use crate::transport::{pending, sever};
 use crate::wire::{self, HANDSHAKE};
 
 /// Capacity of the command channel from node handles to the driver.
@@ -107,11 +110,13 @@ struct Peer {
     conns: Vec<Conn>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Conn {
     id: ConnectionId,
     /// Dialled by this node.
     outbound: bool,
+    /// Its kill switch (liveness severs it when the peer stops answering).
+    switch: Option<Arc<sever::Switch>>,
     /// A duplicate left to close once its streams are done.
     retired: bool,
     /// It came up while the peer was Established: a handshake stream on it means the peer
@@ -157,6 +162,16 @@ pub(crate) struct Driver {
     /// the listen addresses they announce through identify (at most `MAX_LEARNED` each).
     /// Established peers among them are reconnected with these when they drop.
     learned: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Which connections have gone silent.
+    liveness: Liveness,
+    /// Pending-inbound places (evictions are counted there).
+    pending: pending::Slots,
+    /// Evictions of pending connections already reported.
+    pending_evicted: u64,
+    /// Kill switches of connections whose muxer is up, until taken at establishment.
+    switches: sever::Switches,
+    /// One admission report per cause per second.
+    throttle: Throttle<AdmissionCause>,
 }
 
 /// Most learned addresses kept per peer.
@@ -164,7 +179,7 @@ const MAX_LEARNED: usize = 8;
 
 impl Driver {
     pub(crate) fn new(
-        swarm: Swarm<Behaviour>,
+        built: Built,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         opens: mpsc::Receiver<OpenStream>,
@@ -172,6 +187,12 @@ impl Driver {
         persist: watch::Sender<Snapshot>,
     ) -> Self {
         let params = shared.config.machine_params();
+        let liveness = Liveness::new(shared.config.ping_interval, shared.config.ping_timeout);
+        let Built {
+            swarm,
+            switches,
+            pending,
+        } = built;
         let mut driver = Self {
             swarm,
             shared,
@@ -193,6 +214,11 @@ impl Driver {
             started: false,
             book_dirty: false,
             learned: HashMap::new(),
+            liveness,
+            pending,
+            pending_evicted: 0,
+            switches,
+            throttle: Throttle::new(std::time::Duration::from_secs(1)),
         };
         // The book's peers: dialable, or blacklisted (refused in both directions).
         let entries: Vec<(PeerId, bool)> = driver
@@ -202,6 +228,7 @@ impl Driver {
             .collect();
         for (peer, blacklisted) in entries {
             driver.peer(peer).machine.set_dialable(true);
+            driver.swarm.behaviour_mut().admission.trust(peer);
             if blacklisted {
                 driver.swarm.behaviour_mut().blocked.block_peer(peer);
                 let _ = driver.apply(peer, Input::Blacklisted);
@@ -228,9 +255,28 @@ impl Driver {
         // Batched address-book changes (last_seen, public keys) are written this often.
         let mut flush = tokio::time::interval(self.shared.config.book_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the earliest liveness deadline, re-armed when it changes.
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400);
+        let live_timer = tokio::time::sleep_until(far());
+        tokio::pin!(live_timer);
+        let mut armed: Option<Instant> = None;
         loop {
+            let next = self.liveness.poll_timeout();
+            if next != armed {
+                armed = next;
+                live_timer
+                    .as_mut()
+                    .reset(next.map_or_else(far, tokio::time::Instant::from_std));
+            }
             tokio::select! {
-                _ = flush.tick() => if self.book_dirty { self.save_book(); },
+                _ = flush.tick() => {
+                    if self.book_dirty { self.save_book(); }
+                    self.flush_admission_reports();
+                }
+                _ = &mut live_timer, if armed.is_some() => {
+                    armed = None;
+                    self.on_liveness_timeout();
+                }
                 _ = token.cancelled() => break,
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -380,7 +426,7 @@ impl Driver {
             .find(|c| c.outbound == we_are_smaller)
             .or_else(|| live().next())
             .or_else(|| p.conns.last())
-            .copied()
+            .cloned()
     }
 
     /// Refreshes what `connection_state`, `is_outbound` and `connection_count` read.
@@ -437,8 +483,136 @@ impl Driver {
         self.shared.sessions.drop_writers(&peer);
     }
 
+    /// A peer with more than `max_connections_per_peer` connections: close its oldest (a
+    /// retired duplicate first), never `new`. A peer that restarted connects again while its
+    /// old connection lingers; refusing the new one would keep it out until the old one dies.
+    fn supersede_oldest(&mut self, peer: PeerId, new: ConnectionId) {
+        let Some(max) = self.shared.config.max_connections_per_peer else {
+            return;
+        };
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let excess = p
+            .conns
+            .iter()
+            .filter(|c| !self.closing.contains_key(&c.id))
+            .count()
+            .saturating_sub(max);
+        let mut victims: Vec<ConnectionId> = p
+            .conns
+            .iter()
+            .filter(|c| c.id != new && c.retired && !self.closing.contains_key(&c.id))
+            .chain(
+                p.conns
+                    .iter()
+                    .filter(|c| c.id != new && !c.retired && !self.closing.contains_key(&c.id)),
+            )
+            .map(|c| c.id)
+            .collect();
+        victims.truncate(excess);
+        for id in victims {
+            tracing::debug!(%peer, connection = %id, "closing the peer's oldest connection for its new one");
+            if self.swarm.close_connection(id) {
+                self.closing.insert(
+                    id,
+                    DisconnectReason::Error("superseded by a new connection".into()),
+                );
+            }
+            self.on_admission(admission::Report {
+                cause: AdmissionCause::Superseded,
+                peer: Some(peer),
+                remote: None,
+            });
+        }
+    }
+
+    /// Connections whose peer stopped answering: sever them (a graceful close would wait
+    /// forever on a silent path); `ConnectionClosed` follows at once with this reason.
+    fn on_liveness_timeout(&mut self) {
+        let dead = self.liveness.handle_timeout(Instant::now());
+        for id in dead {
+            let Some((peer, conn)) = self
+                .peers
+                .iter()
+                .find_map(|(peer, p)| p.conns.iter().find(|c| c.id == id).map(|c| (*peer, c.clone())))
+            else {
+                continue;
+            };
+            tracing::info!(%peer, connection = %id, "peer stopped answering pings: severing the connection");
+            metrics::counter!(m::CONNECTIONS_SEVERED).increment(1);
+            self.closing.insert(id, DisconnectReason::Unresponsive);
+            match conn.switch {
+                Some(switch) => switch.sever(),
+                None => {
+                    self.swarm.close_connection(id);
+                }
+            }
+        }
+    }
+
+    /// Counts a refusal or eviction, and logs and reports it (at most once per cause per
+    /// second; the rest are carried by the next report).
+    fn on_admission(&mut self, report: admission::Report) {
+        let cause = report.cause;
+        *crate::shared::lock(&self.shared.admission).get_mut(cause) += 1;
+        match cause {
+            AdmissionCause::PendingEvicted => {} // counted where it happens (transport)
+            AdmissionCause::StrangerEvicted => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "stranger").increment(1);
+            }
+            AdmissionCause::Superseded => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "superseded").increment(1);
+            }
+            _ => {
+                metrics::counter!(m::CONNECTIONS_REFUSED, "limit" => cause.label()).increment(1);
+            }
+        }
+        if let Some(count) = self.throttle.record(cause, Instant::now()) {
+            self.emit_admission(cause, count, report.peer, report.remote);
+        }
+    }
+
+    fn flush_admission_reports(&mut self) {
+        for (cause, count) in self.throttle.flush(Instant::now()) {
+            self.emit_admission(cause, count, None, None);
+        }
+    }
+
+    fn emit_admission(
+        &self,
+        cause: AdmissionCause,
+        count: u64,
+        peer: Option<PeerId>,
+        remote: Option<Multiaddr>,
+    ) {
+        match cause {
+            AdmissionCause::Superseded => {
+                tracing::info!(%cause, count, ?peer, "admission: superseded connections closed");
+            }
+            _ => tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted"),
+        }
+        self.shared.emit(Event::Admission(AdmissionEvent {
+            cause,
+            count,
+            peer,
+            remote,
+            at: SystemTime::now(),
+        }));
+    }
+
     fn publish(&mut self, peer: PeerId, change: Change) {
         let state = change.state;
+        // Handshaked peers are never refused by admission; strangers again once they leave.
+        match state {
+            State::Established => self.swarm.behaviour_mut().admission.trust(peer),
+            State::Disconnected | State::Reconnecting | State::Cooldown
+                if self.book.get(&peer).is_none() =>
+            {
+                self.swarm.behaviour_mut().admission.distrust(&peer);
+            }
+            _ => {}
+        }
         let outbound = self.refresh_view(peer);
         tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
         metrics::counter!(m::EVENTS_EMITTED, "state" => state_label(state)).increment(1);
@@ -552,6 +726,7 @@ impl Driver {
                     self.book
                         .add(peer, addrs, metadata, OffsetDateTime::now_utc());
                     self.peer(peer).machine.set_dialable(true);
+                    self.swarm.behaviour_mut().admission.trust(peer);
                     let version = self.save_book();
                     // A started node connects to the peers it is given.
                     if self.started {
@@ -563,6 +738,9 @@ impl Driver {
             }
             Command::RemovePeer { peer, reply } => {
                 let r = if self.book.remove(&peer) {
+                    if self.state(&peer) != State::Established {
+                        self.swarm.behaviour_mut().admission.distrust(&peer);
+                    }
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.machine.set_dialable(false);
                         // A reconnection series has nothing left to dial.
@@ -848,6 +1026,7 @@ impl Driver {
             return;
         }
         if name == HANDSHAKE {
+            self.swarm.behaviour_mut().admission.progressed(&peer);
             self.on_handshake_stream(peer, connection);
         }
     }
@@ -869,7 +1048,7 @@ impl Driver {
             return;
         }
         let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].iter().map(|c| c.id).collect();
-        let newest = p.conns[p.conns.len() - 1];
+        let newest = p.conns[p.conns.len() - 1].clone();
         if let Some(p) = self.peers.get_mut(&peer) {
             // The stale ones get no new streams while they close; the newest is the keeper.
             let last = p.conns.len() - 1;
@@ -931,12 +1110,22 @@ impl Driver {
                 if outbound {
                     self.learn(peer_id, [endpoint.get_remote_address().clone()]);
                 }
+                let quic = endpoint
+                    .get_remote_address()
+                    .iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+                // QUIC keeps its own liveness (its idle timeout); TCP is watched by pings.
+                self.liveness
+                    .on_established(connection_id, !quic, Instant::now());
+                let switch = self.switches.take(peer_id, &endpoint);
                 self.peer(peer_id).conns.push(Conn {
                     id: connection_id,
                     outbound,
+                    switch,
                     retired: false,
                     after_established,
                 });
+                self.supersede_oldest(peer_id, connection_id);
                 if num_established.get() > 1 {
                     // Both dialled at once, or (while Established) the peer restarted behind a
                     // lingering connection: settle on one now; a handshake stream on the newest
@@ -982,6 +1171,7 @@ impl Driver {
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.conns.retain(|c| c.id != connection_id);
                 }
+                self.liveness.on_closed(connection_id);
                 let recorded = self.closing.remove(&connection_id);
                 if num_established == 0 {
                     if let Some(e) = self.shared.stats.get(&peer_id) {
@@ -1020,9 +1210,10 @@ impl Driver {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
+                connection,
                 result: Ok(rtt),
-                ..
             })) => {
+                self.liveness.on_pong(connection, Instant::now());
                 if let Some(e) = self.shared.stats.get(&peer) {
                     e.rtt(rtt);
                 }
@@ -1035,16 +1226,26 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
-                result: Err(ping::Failure::Timeout),
+                result: Err(failure),
             })) => {
-                // A connection that stops answering pings is dead even if the OS has not said
-                // so: close it so that the loss is seen (and reconnection starts). Peers that
-                // do not speak ping are left alone.
-                tracing::debug!(%peer, "ping timed out, closing connection");
-                if self.swarm.close_connection(connection) {
-                    self.closing
-                        .insert(connection, DisconnectReason::Error("ping timeout".into()));
+                // Liveness decides from the answers (`on_liveness_timeout`), not from how
+                // libp2p-ping reports failures (it keeps the first one to itself).
+                tracing::debug!(%peer, %connection, %failure, "ping failed");
+                if matches!(failure, ping::Failure::Unsupported) {
+                    self.liveness.on_unsupported(connection);
                 }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Admission(report)) => self.on_admission(report),
+            SwarmEvent::IncomingConnectionError { .. } => {
+                let evicted = self.pending.evicted();
+                for _ in self.pending_evicted..evicted {
+                    self.on_admission(admission::Report {
+                        cause: AdmissionCause::PendingEvicted,
+                        peer: None,
+                        remote: None,
+                    });
+                }
+                self.pending_evicted = evicted;
             }
             SwarmEvent::NewListenAddr {
                 listener_id,
@@ -1118,8 +1319,12 @@ fn close_reason(cause: Option<ConnectionError>) -> DisconnectReason {
                 || e.to_string().contains("closed by peer")
             {
                 DisconnectReason::RemoteClosed
-            } else if e.kind() == std::io::ErrorKind::TimedOut {
-                DisconnectReason::IdleTimeout
+            } else if e.kind() == std::io::ErrorKind::TimedOut
+                || e.to_string().contains("timed out")
+            {
+                // QUIC's idle timeout: the path went silent (our severed connections carry
+                // their reason in `closing`).
+                DisconnectReason::Unresponsive
             } else {
                 DisconnectReason::Error(e.to_string())
             }

@@ -31,6 +31,7 @@
 //!
 //! See `ARCHITECTURE.md` for the tasks and channels, and `docs/protocol.md` for the wire format.
 
+mod admission;
 mod behaviour;
 pub mod book;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod health;
+mod liveness;
 #[cfg(feature = "libp2p-metrics")]
 pub mod libp2p_metrics;
 pub mod message;
@@ -51,16 +53,20 @@ mod shared;
 pub mod stats;
 mod stream;
 pub mod telemetry;
+mod transport;
 pub mod wire;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use event::{ConnectionEvent, Event, Filter, RecvError, StreamFault, Subscription};
+pub use event::{
+    AdmissionCause, AdmissionEvent, ConnectionEvent, Event, Filter, RecvError, StreamFault,
+    Subscription,
+};
 pub use health::{DebugState, Health};
 pub use message::{IncomingMessage, Messages};
 pub use node::Node;
 pub use peer::{DisconnectReason, State};
-pub use stats::{PeerStats, StreamStats};
+pub use stats::{AdmissionStats, PeerStats, StreamStats};
 
 /// Re-exported libp2p types that appear in the API (`multiaddr::Protocol` to take a
 /// `/p2p/<id>` apart).

@@ -81,7 +81,7 @@ impl Node {
         if let Some(r) = &recovered {
             tracing::warn!(backup = %r.backup.display(), reason = %r.reason, "address book was corrupt: moved aside, starting empty");
         }
-        let swarm = crate::behaviour::build_swarm(&config)?;
+        let built = crate::behaviour::build_swarm(&config)?;
         let seed: [u8; 32] = config
             .keypair
             .secret()
@@ -90,7 +90,7 @@ impl Node {
             .expect("an Ed25519 seed is 32 bytes");
         let local_key = LocalKey::from_ed25519_seed(&seed);
         let public_key = config.keypair.public().to_bytes();
-        let peer_id = *swarm.local_peer_id();
+        let peer_id = *built.swarm.local_peer_id();
         let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
         crate::telemetry::describe();
         let (events, forwarder) = Hub::new(config.event_buffer_size);
@@ -109,6 +109,7 @@ impl Node {
             messages: messages_tx,
             events,
             stats,
+            admission: Default::default(),
             token,
             closing,
             tracker: TaskTracker::new(),
@@ -122,7 +123,7 @@ impl Node {
             .tracker
             .spawn_on(crate::persist::run(store, snapshots_rx, saved_tx), &runtime);
         let driver = Driver::new(
-            swarm,
+            built,
             shared.clone(),
             commands_rx,
             opens_rx,
@@ -442,6 +443,14 @@ impl Node {
     /// `PeerId`.
     pub fn all_peer_stats(&self) -> Vec<crate::stats::PeerStats> {
         self.shared().stats.snapshot_all(Instant::now())
+    }
+
+    /// Connections refused or evicted by admission since the node started, by cause
+    /// (docs/admission.md). Each is also reported as an [`Event::Admission`](crate::Event)
+    /// (rate-limited) and counted in the `glueberry_connections_refused_total` and
+    /// `glueberry_connections_evicted_total` metrics.
+    pub fn admission_stats(&self) -> crate::stats::AdmissionStats {
+        *crate::shared::lock(&self.shared().admission)
     }
 
     /// Liveness and readiness: started, listening, driver running, peers established. Cheap;

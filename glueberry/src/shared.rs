@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     /// Per-peer statistics: connection fields written by the driver, counters by the stream
     /// paths; entries removed by the cleanup task.
     pub(crate) stats: Arc<crate::stats::Registry>,
+    /// Admission refusals and evictions by cause. Written by the driver only.
+    pub(crate) admission: Mutex<crate::stats::AdmissionStats>,
     /// Root of every task's cancellation.
     pub(crate) token: CancellationToken,
     /// Cancelled when shutdown begins (a child of `token`): no new sends or commands, while

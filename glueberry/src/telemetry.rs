@@ -66,6 +66,10 @@ pub const STREAM_FAULTS: &str = "glueberry_stream_faults_total";
 pub const INBOUND_STREAMS_REFUSED: &str = "glueberry_inbound_streams_refused_total";
 /// Counter `glueberry_connections_refused_total`: Inbound connections refused by a limit, by limit.
 pub const CONNECTIONS_REFUSED: &str = "glueberry_connections_refused_total";
+/// Counter `glueberry_connections_evicted_total`: Connections closed to make room for newer ones, by cause (`pending`, `stranger`, `superseded`).
+pub const CONNECTIONS_EVICTED: &str = "glueberry_connections_evicted_total";
+/// Counter `glueberry_connections_severed_total`: Connections ended because the peer stopped answering.
+pub const CONNECTIONS_SEVERED: &str = "glueberry_connections_severed_total";
 /// Counter `glueberry_duplicate_connections_total`: Duplicate connections retired (simultaneous dials).
 pub const DUPLICATE_CONNECTIONS: &str = "glueberry_duplicate_connections_total";
 /// Counter `glueberry_address_book_save_errors_total`: Address-book saves that failed.
@@ -182,6 +186,14 @@ pub fn describe() {
     describe_counter!(
         CONNECTIONS_REFUSED,
         "Inbound connections refused by a limit, by limit."
+    );
+    describe_counter!(
+        CONNECTIONS_EVICTED,
+        "Connections closed to make room for newer ones, by cause."
+    );
+    describe_counter!(
+        CONNECTIONS_SEVERED,
+        "Connections ended because the peer stopped answering."
     );
     describe_counter!(
         DUPLICATE_CONNECTIONS,

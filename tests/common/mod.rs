@@ -1,8 +1,10 @@
 //! Helpers for multi-node tests: nodes on loopback, the byte-tag handshake of the Go
 //! examples, and a raw libp2p peer that can send anything.
 
+mod blackhole;
 mod proxy;
 
+pub use blackhole::Blackhole;
 pub use proxy::Proxy;
 
 use std::collections::HashMap;
@@ -308,4 +310,58 @@ pub fn seal(cipher: &glueberry::crypto::Cipher, plaintext: &[u8]) -> Vec<u8> {
     let tag = cipher.seal_in_place(&mut body);
     body.extend_from_slice(&tag);
     body
+}
+
+/// Runs the byte-tag handshake with every peer that connects, for as long as the node runs
+/// (both sides send Hello when the peer becomes Connected, as the cluster example does).
+/// Messages on other streams are handed to the returned receiver. The task is spawned on the
+/// current runtime.
+pub fn handshake_everyone(
+    node: &Node,
+    streams: &[&str],
+) -> tokio::sync::mpsc::UnboundedReceiver<IncomingMessage> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let node = node.clone();
+    let streams: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
+    let mut events = node.subscribe_filtered(glueberry::Filter::all().states([State::Connected]));
+    let messages = node.messages();
+    tokio::spawn(async move {
+        let names: Vec<&str> = streams.iter().map(String::as_str).collect();
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(Event::Connection(e)) => {
+                        let _ = node.send(e.peer, "handshake", vec![HELLO]).await;
+                    }
+                    Ok(_) | Err(glueberry::RecvError::Lagged(_)) => {}
+                    Err(glueberry::RecvError::Closed) => return,
+                },
+                m = messages.recv() => {
+                    let Ok(msg) = m else { return };
+                    if &*msg.stream != "handshake" {
+                        let _ = tx.send(msg);
+                        continue;
+                    }
+                    let peer = msg.peer;
+                    match msg.data.first() {
+                        Some(&HELLO) => {
+                            let mut m = vec![PUBKEY];
+                            m.extend_from_slice(&node.public_key());
+                            let _ = node.send(peer, "handshake", m).await;
+                        }
+                        Some(&PUBKEY) if msg.data.len() == 33 => {
+                            if node.prepare_streams(peer, &msg.data[1..], &names).await.is_ok() {
+                                let _ = node.send(peer, "handshake", vec![COMPLETE]).await;
+                            }
+                        }
+                        Some(&COMPLETE) => {
+                            let _ = node.finalize_handshake(peer).await;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    });
+    rx
 }

@@ -1,63 +1,77 @@
 //! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
 
-pub(crate) mod ip_limit;
 pub(crate) mod streams;
 
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, allow_block_list, connection_limits, identify, noise, ping, tcp, yamux};
+use libp2p::{Swarm, allow_block_list, identify, ping};
 
 use crate::config::Config;
+use crate::transport;
 use crate::error::Error;
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
 
-/// Everything the swarm runs: the blacklist and connection limits (first, so they refuse before
+/// Everything the swarm runs: the blacklist and admission (first, so they refuse before
 /// anything else sees a connection), streams (ours), identify and ping (interop with go-libp2p,
-/// round-trip times, and dead-connection detection).
+/// round-trip times, and liveness).
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    pub(crate) limits: connection_limits::Behaviour,
-    pub(crate) ip_limit: ip_limit::Behaviour,
+    pub(crate) admission: crate::admission::Behaviour,
     pub(crate) stream: streams::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
 }
 
+/// The swarm and the handles the driver keeps on its transport.
+pub(crate) struct Built {
+    pub(crate) swarm: Swarm<Behaviour>,
+    /// Each connection's kill switch (liveness severs dead connections).
+    pub(crate) switches: transport::sever::Switches,
+    /// The pending-inbound places (to count evictions).
+    pub(crate) pending: transport::pending::Slots,
+}
+
 /// Builds the swarm: TCP + Noise + yamux, QUIC v1, DNS. It does not listen yet.
-pub(crate) fn build_swarm(config: &Config) -> Result<Swarm<Behaviour>, Error> {
-    let as_u32 = |n: Option<usize>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-    let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established(as_u32(Some(config.conn_high_watermark)))
-        .with_max_established_incoming(as_u32(config.max_inbound_connections))
-        .with_max_established_per_peer(as_u32(config.max_connections_per_peer))
-        .with_max_pending_incoming(as_u32(config.max_pending_inbound));
+pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
+    let switches = transport::sever::Switches::default();
+    let pending = transport::pending::Slots::new(config.max_pending_inbound);
+    let settings = transport::Settings {
+        handshake_timeout: config.security_handshake_timeout,
+        quic_idle_timeout: config.ping_timeout,
+    };
     let keypair = libp2p::identity::Keypair::from(config.keypair.clone());
+    let (sw, slots) = (switches.clone(), pending.clone());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(move |key| {
+            transport::build(key, &settings, sw, slots)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        })
         .map_err(|e| Error::Transport(e.to_string()))?
-        .with_quic()
         .with_dns()
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_behaviour(|key| Behaviour {
             blocked: Default::default(),
-            limits: connection_limits::Behaviour::new(limits),
-            ip_limit: ip_limit::Behaviour::new(config.max_inbound_per_ip),
+            admission: crate::admission::Behaviour::new(config.admission_limits()),
             stream: streams::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                     .with_agent_version(format!("glueberry-rs/{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::new(ping::Config::new()),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(config.ping_interval)
+                    .with_timeout(config.ping_timeout),
+            ),
         })
         .map_err(|e| Error::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
         .build();
-    Ok(swarm)
+    Ok(Built {
+        swarm,
+        switches,
+        pending,
+    })
 }

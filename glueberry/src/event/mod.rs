@@ -41,6 +41,81 @@ pub struct StreamFault {
     pub at: SystemTime,
 }
 
+/// Why the node refused a connection, or closed one to make room (docs/admission.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AdmissionCause {
+    /// An inbound connection still in its security handshake was closed: all
+    /// `max_pending_inbound` places were taken and it was the oldest.
+    PendingEvicted,
+    /// An inbound connection was refused before its security handshake: its IP address already
+    /// had `max_inbound_per_ip` connections that have not finished the application handshake.
+    PerIp,
+    /// A stranger's connection (inbound, from a peer neither in the address book nor
+    /// handshaked) was closed: `max_strangers` were connected and it was the oldest.
+    StrangerEvicted,
+    /// A stranger's connection was refused: the node has `conn_high_watermark` established
+    /// connections.
+    Total,
+    /// A stranger's connection was refused: the node has `max_inbound_connections` established
+    /// inbound connections.
+    Inbound,
+    /// A peer's older connection was closed for a new one: it had `max_connections_per_peer`
+    /// (a restarted peer connects again while its old connection lingers).
+    Superseded,
+}
+
+impl AdmissionCause {
+    /// Every cause, in a fixed order.
+    pub const ALL: [AdmissionCause; 6] = [
+        AdmissionCause::PendingEvicted,
+        AdmissionCause::PerIp,
+        AdmissionCause::StrangerEvicted,
+        AdmissionCause::Total,
+        AdmissionCause::Inbound,
+        AdmissionCause::Superseded,
+    ];
+
+    /// The cause as a metric label (`pending_evicted`, `per_ip`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            AdmissionCause::PendingEvicted => "pending_evicted",
+            AdmissionCause::PerIp => "per_ip",
+            AdmissionCause::StrangerEvicted => "stranger_evicted",
+            AdmissionCause::Total => "total",
+            AdmissionCause::Inbound => "inbound",
+            AdmissionCause::Superseded => "superseded",
+        }
+    }
+}
+
+impl std::fmt::Display for AdmissionCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Connections refused or evicted by admission. To keep a flood from becoming a flood of
+/// events, at most one is sent per cause per second (refusals held back in between are
+/// reported within [`Config::with_book_flush_interval`](crate::Config::with_book_flush_interval)
+/// after that); `count` says how many refusals it stands for. Every one is counted in
+/// [`Node::admission_stats`](crate::Node::admission_stats) and in the
+/// `glueberry_connections_refused_total` / `glueberry_connections_evicted_total` metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionEvent {
+    /// Why.
+    pub cause: AdmissionCause,
+    /// Refusals or evictions of this cause this event stands for (at least 1).
+    pub count: u64,
+    /// The peer of the last of them, when known (not before the security handshake).
+    pub peer: Option<PeerId>,
+    /// The remote address of the last of them, when known.
+    pub remote: Option<libp2p::Multiaddr>,
+    /// When the node reported it.
+    pub at: SystemTime,
+}
+
 /// Anything a subscription receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -52,6 +127,9 @@ pub enum Event {
     /// The address book file was corrupt when the node opened it: it was moved aside and the
     /// node started with an empty book. Sent once, when the node starts.
     BookRecovered(crate::book::Recovered),
+    /// Connections were refused or evicted by admission (rate-limited: see
+    /// [`AdmissionEvent`]).
+    Admission(AdmissionEvent),
 }
 
 impl Event {
@@ -61,6 +139,7 @@ impl Event {
             Event::Connection(e) => Some(e.peer),
             Event::StreamFault(f) => Some(f.peer),
             Event::BookRecovered(_) => None,
+            Event::Admission(a) => a.peer,
         }
     }
 }

@@ -65,6 +65,10 @@ pub enum DisconnectReason {
     Error(String),
     /// The connection was idle too long.
     IdleTimeout,
+    /// The peer stopped answering: no ping answered for `ping_interval + ping_timeout` over
+    /// TCP, or QUIC's idle timeout (`ping_timeout`). The connection was severed
+    /// (docs/lifecycle.md, "Liveness").
+    Unresponsive,
     /// This node called `disconnect` or `cancel_reconnection`.
     LocalRequest,
     /// The handshake was not finalized in time.
@@ -85,6 +89,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::RemoteClosed => f.write_str("remote closed the connection"),
             DisconnectReason::Error(e) => write!(f, "connection error: {e}"),
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
+            DisconnectReason::Unresponsive => f.write_str("peer stopped answering"),
             DisconnectReason::LocalRequest => f.write_str("closed on local request"),
             DisconnectReason::HandshakeTimeout => f.write_str("handshake timeout"),
             DisconnectReason::Blacklisted => f.write_str("peer blacklisted"),

@@ -54,6 +54,51 @@ impl Dropped {
     }
 }
 
+/// Connections refused or evicted by admission since the node started, by cause
+/// ([`Node::admission_stats`](crate::Node::admission_stats); docs/admission.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AdmissionStats {
+    /// Inbound connections closed in their security handshake to make room for a newer one.
+    pub pending_evicted: u64,
+    /// Inbound connections refused by `max_inbound_per_ip`.
+    pub per_ip: u64,
+    /// Strangers' connections closed to make room for a newer one (`max_strangers`).
+    pub stranger_evicted: u64,
+    /// Strangers' connections refused by `conn_high_watermark`.
+    pub total: u64,
+    /// Strangers' connections refused by `max_inbound_connections`.
+    pub inbound: u64,
+    /// Older connections of a peer closed for its new one (`max_connections_per_peer`).
+    pub superseded: u64,
+}
+
+impl AdmissionStats {
+    /// The count for `cause`.
+    pub fn get(&self, cause: crate::event::AdmissionCause) -> u64 {
+        use crate::event::AdmissionCause as C;
+        match cause {
+            C::PendingEvicted => self.pending_evicted,
+            C::PerIp => self.per_ip,
+            C::StrangerEvicted => self.stranger_evicted,
+            C::Total => self.total,
+            C::Inbound => self.inbound,
+            C::Superseded => self.superseded,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, cause: crate::event::AdmissionCause) -> &mut u64 {
+        use crate::event::AdmissionCause as C;
+        match cause {
+            C::PendingEvicted => &mut self.pending_evicted,
+            C::PerIp => &mut self.per_ip,
+            C::StrangerEvicted => &mut self.stranger_evicted,
+            C::Total => &mut self.total,
+            C::Inbound => &mut self.inbound,
+            C::Superseded => &mut self.superseded,
+        }
+    }
+}
+
 /// Statistics of one named stream of one peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StreamStats {

@@ -1,0 +1,61 @@
+//! The transports: TCP + Noise + yamux and QUIC v1, with a deadline on every connection's
+//! security handshake, eviction of the oldest pending inbound connection when all places are
+//! taken ([`pending`]), and a kill switch on every connection ([`sever`]).
+
+pub(crate) mod pending;
+pub(crate) mod sever;
+
+use std::io;
+use std::time::Duration;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport as _};
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::{PeerId, noise, quic, tcp, yamux};
+
+/// What the transports are built from.
+pub(crate) struct Settings {
+    /// Time a new connection has to finish its security handshake and muxer negotiation.
+    pub(crate) handshake_timeout: Duration,
+    /// QUIC's idle timeout (its liveness rule).
+    pub(crate) quic_idle_timeout: Duration,
+}
+
+/// TCP + Noise + yamux or QUIC, each connection's muxer behind a kill switch registered in
+/// `switches`, inbound upgrades holding a place in `slots`.
+pub(crate) fn build(
+    key: &Keypair,
+    settings: &Settings,
+    switches: sever::Switches,
+    slots: pending::Slots,
+) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise::Config::new(key).map_err(io::Error::other)?)
+        .multiplex(yamux::Config::default())
+        .timeout(settings.handshake_timeout)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    let quic = quic::tokio::Transport::new(quic_config(key, settings))
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+    let both = tcp
+        .or_transport(quic)
+        .map(move |either, endpoint| {
+            let (peer, muxer) = either.into_inner();
+            let muxer = sever::Muxer::wrap(&switches, peer, &endpoint, muxer);
+            (peer, StreamMuxerBox::new(muxer))
+        })
+        .boxed();
+    Ok(pending::Evicting::new(both, slots).boxed())
+}
+
+/// QUIC's settings that liveness depends on: its keep-alive frames are not held back by flow
+/// control, so its idle timeout is the liveness rule over QUIC (docs/lifecycle.md).
+fn quic_config(key: &Keypair, settings: &Settings) -> quic::Config {
+    let mut c = quic::Config::new(key);
+    c.handshake_timeout = settings.handshake_timeout;
+    c.max_idle_timeout = u32::try_from(settings.quic_idle_timeout.as_millis()).unwrap_or(u32::MAX);
+    // Several keep-alives per idle period, so that a few lost packets do not end a live path.
+    c.keep_alive_interval = settings.quic_idle_timeout / 4;
+    c
+}
