@@ -22,7 +22,10 @@ fn fast(t: Transport) -> Config {
 }
 
 /// The first `Disconnected` event about `peer`.
-async fn disconnected(sub: &mut glueberry::Subscription, peer: glueberry::PeerId) -> DisconnectReason {
+async fn disconnected(
+    sub: &mut glueberry::Subscription,
+    peer: glueberry::PeerId,
+) -> DisconnectReason {
     wait_state(sub, peer, State::Disconnected)
         .await
         .reason
@@ -138,8 +141,14 @@ async fn paused_consumer_keeps_its_connections(t: Transport) {
         }
     })
     .await;
-    assert!(lost.is_err(), "a connection was lost while paused: {lost:?}");
-    assert!(!sender.is_finished(), "the sender is held back while b does not read");
+    assert!(
+        lost.is_err(),
+        "a connection was lost while paused: {lost:?}"
+    );
+    assert!(
+        !sender.is_finished(),
+        "the sender is held back while b does not read"
+    );
     assert_eq!(a.connection_state(&b.peer_id()), State::Established);
     assert_eq!(b.connection_state(&a.peer_id()), State::Established);
 

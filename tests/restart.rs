@@ -17,7 +17,11 @@ use glueberry_tests::*;
 
 const LONG: Duration = Duration::from_secs(600);
 
-fn patient(key: ed25519::Keypair, book: std::path::PathBuf, listen: Vec<glueberry::Multiaddr>) -> Config {
+fn patient(
+    key: ed25519::Keypair,
+    book: std::path::PathBuf,
+    listen: Vec<glueberry::Multiaddr>,
+) -> Config {
     Config::new(key, book, listen)
         .with_ping_interval(LONG)
         .with_ping_timeout(LONG)
@@ -91,8 +95,8 @@ async fn restarted_peer_is_back_at_once(t: Transport) {
 
     // Three survivors on the test's runtime.
     let mut survivors = Vec::new();
-    for i in 0..3 {
-        let node = started(patient(keys[i].clone(), book(i), vec![t.listen_addr()])).await;
+    for (i, key) in keys.iter().take(3).enumerate() {
+        let node = started(patient(key.clone(), book(i), vec![t.listen_addr()])).await;
         let inbox = handshake_everyone(&node, &["data"]);
         survivors.push((node, inbox));
     }
@@ -107,7 +111,10 @@ async fn restarted_peer_is_back_at_once(t: Transport) {
     .await;
     let victim_id = ids[3];
     for (n, _) in &survivors {
-        for (p, a) in addrs.iter().chain([&(victim_id, victim.node.listen_addrs())]) {
+        for (p, a) in addrs
+            .iter()
+            .chain([&(victim_id, victim.node.listen_addrs())])
+        {
             if *p != n.peer_id() {
                 n.add_peer(*p, a.clone(), HashMap::new()).await.unwrap();
             }
@@ -168,7 +175,9 @@ async fn restarted_peer_is_back_at_once(t: Transport) {
 
     // Sends reach the restarted node, not its dead predecessor.
     for (n, _) in &survivors {
-        n.send(victim_id, "data", n.peer_id().to_bytes()).await.unwrap();
+        n.send(victim_id, "data", n.peer_id().to_bytes())
+            .await
+            .unwrap();
     }
     let mut from = Vec::new();
     for _ in 0..3 {

@@ -203,7 +203,10 @@ impl std::fmt::Debug for Config {
             .field("max_pending_inbound", &self.max_pending_inbound)
             .field("max_inbound_per_ip", &self.max_inbound_per_ip)
             .field("max_strangers", &self.max_strangers)
-            .field("security_handshake_timeout", &self.security_handshake_timeout)
+            .field(
+                "security_handshake_timeout",
+                &self.security_handshake_timeout,
+            )
             .field("ping_interval", &self.ping_interval)
             .field("ping_timeout", &self.ping_timeout)
             .field("max_stream_name_length", &self.max_stream_name_length)
@@ -535,7 +538,10 @@ impl Config {
         for (d, name) in [
             (self.ping_interval, "ping_interval"),
             (self.ping_timeout, "ping_timeout"),
-            (self.security_handshake_timeout, "security_handshake_timeout"),
+            (
+                self.security_handshake_timeout,
+                "security_handshake_timeout",
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Zero(name));

@@ -421,10 +421,18 @@ impl Driver {
     fn keeper(&self, peer: &PeerId) -> Option<Conn> {
         let p = self.peers.get(peer)?;
         let we_are_smaller = *self.swarm.local_peer_id() < *peer;
-        let live = || p.conns.iter().rev().filter(|c| !c.retired);
+        // Connections being closed (superseded, severed) carry no new streams.
+        let open = || {
+            p.conns
+                .iter()
+                .rev()
+                .filter(|c| !self.closing.contains_key(&c.id))
+        };
+        let live = || open().filter(|c| !c.retired);
         live()
             .find(|c| c.outbound == we_are_smaller)
             .or_else(|| live().next())
+            .or_else(|| open().next())
             .or_else(|| p.conns.last())
             .cloned()
     }
@@ -532,11 +540,12 @@ impl Driver {
     fn on_liveness_timeout(&mut self) {
         let dead = self.liveness.handle_timeout(Instant::now());
         for id in dead {
-            let Some((peer, conn)) = self
-                .peers
-                .iter()
-                .find_map(|(peer, p)| p.conns.iter().find(|c| c.id == id).map(|c| (*peer, c.clone())))
-            else {
+            let Some((peer, conn)) = self.peers.iter().find_map(|(peer, p)| {
+                p.conns
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| (*peer, c.clone()))
+            }) else {
                 continue;
             };
             tracing::info!(%peer, connection = %id, "peer stopped answering pings: severing the connection");
@@ -590,7 +599,9 @@ impl Driver {
             AdmissionCause::Superseded => {
                 tracing::info!(%cause, count, ?peer, "admission: superseded connections closed");
             }
-            _ => tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted"),
+            _ => {
+                tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted")
+            }
         }
         self.shared.emit(Event::Admission(AdmissionEvent {
             cause,
@@ -1074,6 +1085,122 @@ impl Driver {
         let _ = self.apply(peer, Input::HandshakeStreamOpened);
     }
 
+    /// A connection came up: record it, settle duplicates and a restarted peer's extra
+    /// connections, open the session on the first one, feed the machine, answer waiters.
+    fn on_connection_established(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        endpoint: libp2p::core::ConnectedPoint,
+        num_established: std::num::NonZeroU32,
+    ) {
+        let outbound = endpoint.is_dialer();
+        metrics::counter!(m::CONNECTIONS_OPENED, "direction" => direction(outbound)).increment(1);
+        if outbound {
+            metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
+        }
+        let after_established = self.state(&peer_id) == State::Established;
+        // A peer outside the book is dialable only for the reconnection series after
+        // a loss (see ConnectionClosed): once connected again, that series is over.
+        if self.book.get(&peer_id).is_none()
+            && let Some(p) = self.peers.get_mut(&peer_id)
+        {
+            p.machine.set_dialable(false);
+        }
+        if outbound {
+            self.learn(peer_id, [endpoint.get_remote_address().clone()]);
+        }
+        let quic = endpoint
+            .get_remote_address()
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
+        // QUIC keeps its own liveness (its idle timeout); TCP is watched by pings.
+        self.liveness
+            .on_established(connection_id, !quic, Instant::now());
+        let switch = self.switches.take(peer_id, &endpoint);
+        self.peer(peer_id).conns.push(Conn {
+            id: connection_id,
+            outbound,
+            switch,
+            retired: false,
+            after_established,
+        });
+        self.supersede_oldest(peer_id, connection_id);
+        if num_established.get() > 1 {
+            // Both dialled at once, or (while Established) the peer restarted behind a
+            // lingering connection: settle on one now; a handshake stream on the newest
+            // connection later says it was a restart (`on_handshake_stream`).
+            self.settle_duplicates(peer_id);
+        }
+        if num_established.get() == 1 {
+            let now = tokio::time::Instant::now();
+            let stats = self.shared.stats.peer(peer_id, now);
+            stats.connection_up(outbound, now);
+            self.shared
+                .sessions
+                .open(peer_id, &self.shared.token, stats);
+            if self.book.touch(&peer_id, OffsetDateTime::now_utc()) {
+                self.book_dirty = true;
+            }
+            let _ = self.apply(
+                peer_id,
+                Input::ConnectionEstablished {
+                    outbound: endpoint.is_dialer(),
+                },
+            );
+        }
+        if matches!(self.state(&peer_id), State::Connected | State::Established)
+            && let Some(p) = self.peers.get_mut(&peer_id)
+        {
+            for w in p.waiting.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+        self.refresh_view(peer_id);
+    }
+
+    /// A connection closed: forget it; on the peer's last one, close the session and feed
+    /// the machine the reason.
+    fn on_connection_closed(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        endpoint: libp2p::core::ConnectedPoint,
+        num_established: u32,
+        cause: Option<ConnectionError>,
+    ) {
+        metrics::counter!(m::CONNECTIONS_CLOSED, "direction" => direction(endpoint.is_dialer()))
+            .increment(1);
+        if let Some(p) = self.peers.get_mut(&peer_id) {
+            p.conns.retain(|c| c.id != connection_id);
+        }
+        self.liveness.on_closed(connection_id);
+        let recorded = self.closing.remove(&connection_id);
+        if num_established == 0 {
+            if let Some(e) = self.shared.stats.get(&peer_id) {
+                e.connection_down(tokio::time::Instant::now());
+            }
+            self.shared.sessions.close(&peer_id);
+            self.swarm.behaviour_mut().stream.forget(&peer_id);
+            let reason = recorded.unwrap_or_else(|| close_reason(cause));
+            // An established peer outside the book whose connection was lost (not
+            // closed by the peer on purpose): reconnect it with what we learned.
+            if self.shared.config.reconnect_learned_peers
+                && !matches!(reason, DisconnectReason::RemoteClosed)
+                && self.state(&peer_id) == State::Established
+                && self.book.get(&peer_id).is_none()
+                && self.learned.get(&peer_id).is_some_and(|a| !a.is_empty())
+                && let Some(p) = self.peers.get_mut(&peer_id)
+            {
+                p.machine.set_dialable(true);
+            }
+            let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
+        }
+        if self.peers.contains_key(&peer_id) {
+            self.refresh_view(peer_id);
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         #[cfg(feature = "libp2p-metrics")]
         if let Some(m) = &self.shared.config.libp2p_metrics {
@@ -1092,72 +1219,7 @@ impl Driver {
                 endpoint,
                 num_established,
                 ..
-            } => {
-                let outbound = endpoint.is_dialer();
-                metrics::counter!(m::CONNECTIONS_OPENED, "direction" => direction(outbound))
-                    .increment(1);
-                if outbound {
-                    metrics::counter!(m::CONNECTION_ATTEMPTS, "result" => "success").increment(1);
-                }
-                let after_established = self.state(&peer_id) == State::Established;
-                // A peer outside the book is dialable only for the reconnection series after
-                // a loss (see ConnectionClosed): once connected again, that series is over.
-                if self.book.get(&peer_id).is_none()
-                    && let Some(p) = self.peers.get_mut(&peer_id)
-                {
-                    p.machine.set_dialable(false);
-                }
-                if outbound {
-                    self.learn(peer_id, [endpoint.get_remote_address().clone()]);
-                }
-                let quic = endpoint
-                    .get_remote_address()
-                    .iter()
-                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1));
-                // QUIC keeps its own liveness (its idle timeout); TCP is watched by pings.
-                self.liveness
-                    .on_established(connection_id, !quic, Instant::now());
-                let switch = self.switches.take(peer_id, &endpoint);
-                self.peer(peer_id).conns.push(Conn {
-                    id: connection_id,
-                    outbound,
-                    switch,
-                    retired: false,
-                    after_established,
-                });
-                self.supersede_oldest(peer_id, connection_id);
-                if num_established.get() > 1 {
-                    // Both dialled at once, or (while Established) the peer restarted behind a
-                    // lingering connection: settle on one now; a handshake stream on the newest
-                    // connection later says it was a restart (`on_handshake_stream`).
-                    self.settle_duplicates(peer_id);
-                }
-                if num_established.get() == 1 {
-                    let now = tokio::time::Instant::now();
-                    let stats = self.shared.stats.peer(peer_id, now);
-                    stats.connection_up(outbound, now);
-                    self.shared
-                        .sessions
-                        .open(peer_id, &self.shared.token, stats);
-                    if self.book.touch(&peer_id, OffsetDateTime::now_utc()) {
-                        self.book_dirty = true;
-                    }
-                    let _ = self.apply(
-                        peer_id,
-                        Input::ConnectionEstablished {
-                            outbound: endpoint.is_dialer(),
-                        },
-                    );
-                }
-                if matches!(self.state(&peer_id), State::Connected | State::Established)
-                    && let Some(p) = self.peers.get_mut(&peer_id)
-                {
-                    for w in p.waiting.drain(..) {
-                        let _ = w.send(Ok(()));
-                    }
-                }
-                self.refresh_view(peer_id);
-            }
+            } => self.on_connection_established(peer_id, connection_id, endpoint, num_established),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
@@ -1166,36 +1228,7 @@ impl Driver {
                 cause,
                 ..
             } => {
-                metrics::counter!(m::CONNECTIONS_CLOSED, "direction" => direction(endpoint.is_dialer()))
-                    .increment(1);
-                if let Some(p) = self.peers.get_mut(&peer_id) {
-                    p.conns.retain(|c| c.id != connection_id);
-                }
-                self.liveness.on_closed(connection_id);
-                let recorded = self.closing.remove(&connection_id);
-                if num_established == 0 {
-                    if let Some(e) = self.shared.stats.get(&peer_id) {
-                        e.connection_down(tokio::time::Instant::now());
-                    }
-                    self.shared.sessions.close(&peer_id);
-                    self.swarm.behaviour_mut().stream.forget(&peer_id);
-                    let reason = recorded.unwrap_or_else(|| close_reason(cause));
-                    // An established peer outside the book whose connection was lost (not
-                    // closed by the peer on purpose): reconnect it with what we learned.
-                    if self.shared.config.reconnect_learned_peers
-                        && !matches!(reason, DisconnectReason::RemoteClosed)
-                        && self.state(&peer_id) == State::Established
-                        && self.book.get(&peer_id).is_none()
-                        && self.learned.get(&peer_id).is_some_and(|a| !a.is_empty())
-                        && let Some(p) = self.peers.get_mut(&peer_id)
-                    {
-                        p.machine.set_dialable(true);
-                    }
-                    let _ = self.apply(peer_id, Input::ConnectionClosed(reason));
-                }
-                if self.peers.contains_key(&peer_id) {
-                    self.refresh_view(peer_id);
-                }
+                self.on_connection_closed(peer_id, connection_id, endpoint, num_established, cause)
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -1306,7 +1339,12 @@ fn close_reason(cause: Option<ConnectionError>) -> DisconnectReason {
         // An active close by this node; the state machine knows when it asked for one.
         None => DisconnectReason::RemoteClosed,
         Some(ConnectionError::KeepAliveTimeout) => DisconnectReason::IdleTimeout,
-        Some(ConnectionError::IO(e)) => {
+        Some(ConnectionError::IO(outer)) => {
+            // Muxer errors arrive boxed in io::Errors (one per StreamMuxerBox): look inside.
+            let mut e = &outer;
+            while let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>()) {
+                e = inner;
+            }
             // libp2p-yamux's error wraps yamux's privately; its Display is yamux's.
             let yamux_closed = e
                 .get_ref()

@@ -41,9 +41,9 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod health;
-mod liveness;
 #[cfg(feature = "libp2p-metrics")]
 pub mod libp2p_metrics;
+mod liveness;
 pub mod message;
 mod node;
 pub mod peer;

@@ -126,7 +126,10 @@ mod tests {
         let mut l = Liveness::new(I, T);
         l.on_established(id(1), true, t0);
         assert_eq!(l.poll_timeout(), Some(t0 + I + T));
-        assert!(l.handle_timeout(t0 + I + T - Duration::from_millis(1)).is_empty());
+        assert!(
+            l.handle_timeout(t0 + I + T - Duration::from_millis(1))
+                .is_empty()
+        );
         assert_eq!(l.handle_timeout(t0 + I + T), vec![id(1)]);
         assert_eq!(l.poll_timeout(), None);
         // Reported once.

@@ -50,11 +50,18 @@ impl Blackhole {
         }
     }
 
-    async fn tcp(target: SocketAddr, freeze: watch::Sender<bool>, frozen: watch::Receiver<bool>) -> Self {
+    async fn tcp(
+        target: SocketAddr,
+        freeze: watch::Sender<bool>,
+        frozen: watch::Receiver<bool>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = format!("/ip4/127.0.0.1/tcp/{}", listener.local_addr().unwrap().port())
-            .parse()
-            .unwrap();
+        let addr = format!(
+            "/ip4/127.0.0.1/tcp/{}",
+            listener.local_addr().unwrap().port()
+        )
+        .parse()
+        .unwrap();
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let mut frozen = frozen.clone();
@@ -76,7 +83,11 @@ impl Blackhole {
         Self { addr, freeze, task }
     }
 
-    async fn udp(target: SocketAddr, freeze: watch::Sender<bool>, frozen: watch::Receiver<bool>) -> Self {
+    async fn udp(
+        target: SocketAddr,
+        freeze: watch::Sender<bool>,
+        frozen: watch::Receiver<bool>,
+    ) -> Self {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = format!(
             "/ip4/127.0.0.1/udp/{}/quic-v1",

@@ -1,9 +1,11 @@
 //! Helpers for multi-node tests: nodes on loopback, the byte-tag handshake of the Go
 //! examples, and a raw libp2p peer that can send anything.
 
+mod attack;
 mod blackhole;
 mod proxy;
 
+pub use attack::{Flood, hosts};
 pub use blackhole::Blackhole;
 pub use proxy::Proxy;
 
@@ -350,7 +352,8 @@ pub fn handshake_everyone(
                             let _ = node.send(peer, "handshake", m).await;
                         }
                         Some(&PUBKEY) if msg.data.len() == 33 => {
-                            if node.prepare_streams(peer, &msg.data[1..], &names).await.is_ok() {
+                            let prepared = node.prepare_streams(peer, &msg.data[1..], &names).await;
+                            if prepared.is_ok() {
                                 let _ = node.send(peer, "handshake", vec![COMPLETE]).await;
                             }
                         }

@@ -249,7 +249,8 @@ impl Table {
         }
         if self.strangers.len() + self.active.len() > 2 * self.n_strangers + 16 {
             let conns = &self.conns;
-            let live = |id: &ConnectionId| conns.get(id).is_some_and(|c| c.stage == Stage::Stranger);
+            let live =
+                |id: &ConnectionId| conns.get(id).is_some_and(|c| c.stage == Stage::Stranger);
             self.strangers.retain(live);
             self.active.retain(live);
         }

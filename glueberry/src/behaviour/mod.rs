@@ -6,8 +6,8 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, allow_block_list, identify, ping};
 
 use crate::config::Config;
-use crate::transport;
 use crate::error::Error;
+use crate::transport;
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";

@@ -47,7 +47,9 @@ impl Backoff {
     /// restarting), in between after a clean close; never below `base`.
     pub fn first_delay(&self, reason: &DisconnectReason) -> Duration {
         let by_reason = match reason {
-            DisconnectReason::IdleTimeout | DisconnectReason::Unresponsive => Duration::from_secs(1),
+            DisconnectReason::IdleTimeout | DisconnectReason::Unresponsive => {
+                Duration::from_secs(1)
+            }
             DisconnectReason::Error(_) => Duration::from_secs(5),
             _ => Duration::from_secs(3),
         };

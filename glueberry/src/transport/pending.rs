@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
-use libp2p::core::transport::{DialOpts, ListenerId, Transport, TransportError, TransportEvent};
 use libp2p::Multiaddr;
+use libp2p::core::transport::{DialOpts, ListenerId, Transport, TransportError, TransportEvent};
 
 use crate::shared::lock;
 
 /// What an evicted connection's upgrade fails with.
-pub(crate) const EVICTED: &str = "evicted: the pending-inbound slots are full and it was the oldest";
+pub(crate) const EVICTED: &str =
+    "evicted: the pending-inbound slots are full and it was the oldest";
 
 #[derive(Debug, Default)]
 struct Flag {
@@ -169,7 +170,10 @@ where
         let place = this.place.get_or_insert_with(|| this.slots.admit());
         place.waker.register(cx.waker());
         if place.evicted.load(Ordering::Acquire) {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, EVICTED)));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                EVICTED,
+            )));
         }
         Pin::new(&mut this.inner).poll(cx)
     }

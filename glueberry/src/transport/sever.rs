@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use futures::task::AtomicWaker;
+use libp2p::PeerId;
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox};
 use libp2p::core::{ConnectedPoint, Multiaddr};
-use libp2p::PeerId;
 
 /// What a severed connection's muxer fails with.
 pub(crate) const SEVERED: &str = "connection severed: the peer stopped answering";

@@ -70,7 +70,10 @@ fn the_oldest_stranger_makes_room_and_trusted_peers_are_never_refused() {
         t.established(id(11), PeerId::random(), true),
         Err(Cause::Total)
     );
-    assert_eq!(t.established(id(12), PeerId::random(), false), Ok(Admit::Yes));
+    assert_eq!(
+        t.established(id(12), PeerId::random(), false),
+        Ok(Admit::Yes)
+    );
     assert_eq!(t.established(id(13), book, true), Ok(Admit::Yes));
     t.closed(id(0));
     assert_eq!(t.counts(), (0, 3, 6, 5));
@@ -92,14 +95,20 @@ fn strangers_doing_the_handshake_go_after_those_that_never_spoke() {
     let mut last = (idle, id(2));
     for n in 3..50 {
         let p = PeerId::random();
-        assert_eq!(t.established(id(n), p, true), Ok(Admit::Evicting(last.0, last.1)));
+        assert_eq!(
+            t.established(id(n), p, true),
+            Ok(Admit::Evicting(last.0, last.1))
+        );
         t.closed(last.1);
         last = (p, id(n));
     }
     // With only active strangers left, the oldest active one goes.
     t.progressed(&last.0);
     let p = PeerId::random();
-    assert_eq!(t.established(id(99), p, true), Ok(Admit::Evicting(good, id(1))));
+    assert_eq!(
+        t.established(id(99), p, true),
+        Ok(Admit::Evicting(good, id(1)))
+    );
 }
 
 #[test]
