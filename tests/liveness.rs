@@ -21,70 +21,28 @@ fn fast(t: Transport) -> Config {
         .with_reconnect_max_delay(Duration::from_secs(60))
 }
 
-/// The first `Disconnected` event about `peer`.
-async fn disconnected(
-    sub: &mut glueberry::Subscription,
-    peer: glueberry::PeerId,
-) -> DisconnectReason {
-    wait_state(sub, peer, State::Disconnected)
-        .await
-        .reason
-        .expect("a reason")
-}
-
 async fn blackholed_peer_is_lost(t: Transport) {
     // Small queues, so that a send waits on the lost peer.
-    let a = started(fast(t).with_high_watermark(4).with_low_watermark(1)).await;
-    let b = started(fast(t)).await;
-    let relay = Blackhole::to(&b.listen_addrs()[0]).await;
-    let mut a_events = a.subscribe_filtered(Filter::all().peers([b.peer_id()]));
-    let mut b_events = b.subscribe_filtered(Filter::all().peers([a.peer_id()]));
-    a.add_peer(b.peer_id(), vec![relay.addr.clone()], Default::default())
-        .await
-        .unwrap();
-    a.connect(b.peer_id()).await.unwrap();
-    tokio::join!(
-        handshake(&a, b.peer_id(), true, &["data"]),
-        handshake(&b, a.peer_id(), false, &["data"])
+    let a = fast(t).with_high_watermark(4).with_low_watermark(1);
+    let mut lost = lose_path(a, fast(t)).await;
+    println!(
+        "{t:?}: lost after {:?} (a) and {:?} (b); a: {:?}; b: {:?}",
+        lost.a_took, lost.b_took, lost.a_reason, lost.b_reason
     );
-    // The stream is open and carries data before the path goes silent.
-    a.send(b.peer_id(), "data", vec![1]).await.unwrap();
-    within(b.messages().recv()).await.unwrap();
-    relay.freeze();
-    let t0 = std::time::Instant::now();
-
-    // A sender that fills a's queue for b and then waits on it.
-    let sender = {
-        let a = a.clone();
-        let peer = b.peer_id();
-        tokio::spawn(async move {
-            let mut sent = 0u64;
-            loop {
-                match a.send(peer, "data", vec![7u8; 64 * 1024]).await {
-                    Ok(()) => sent += 1,
-                    Err(e) => return (sent, e),
-                }
-            }
-        })
-    };
-
-    let a_reason = disconnected(&mut a_events, b.peer_id()).await;
-    let took = t0.elapsed();
-    let b_reason = disconnected(&mut b_events, a.peer_id()).await;
-    println!("{t:?}: lost after {took:?}; a: {a_reason:?}; b: {b_reason:?}");
-    assert_eq!(a_reason, DisconnectReason::Unresponsive);
-    assert_eq!(b_reason, DisconnectReason::Unresponsive);
+    assert_eq!(lost.a_reason, DisconnectReason::Unresponsive);
+    assert_eq!(lost.b_reason, DisconnectReason::Unresponsive);
 
     // The waiting send gave up with a typed error that says a retry may help.
-    let (sent, err) = within(sender).await.unwrap();
+    let (sent, err) = &lost.sender;
     println!("{sent} sends went through, then: {err}");
-    assert!(sent >= 4, "the queue filled before the send waited");
+    assert!(*sent >= 4, "the queue filled before the send waited");
     assert!(err.is_retriable(), "{err:?}");
 
     // b is in a's book: reconnection starts.
+    let b_id = lost.b.peer_id();
     within(async {
         loop {
-            if let Ok(Event::Connection(e)) = a_events.recv().await
+            if let Ok(Event::Connection(e)) = lost.a_events.recv().await
                 && matches!(e.state, State::Reconnecting | State::Connecting)
             {
                 return;
@@ -92,9 +50,9 @@ async fn blackholed_peer_is_lost(t: Transport) {
         }
     })
     .await;
-    assert_ne!(a.connection_state(&b.peer_id()), State::Established);
-    a.shutdown().await;
-    b.shutdown().await;
+    assert_ne!(lost.a.connection_state(&b_id), State::Established);
+    lost.a.shutdown().await;
+    lost.b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

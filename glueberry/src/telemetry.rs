@@ -215,3 +215,20 @@ pub fn describe() {
         metrics::counter!(name).increment(0);
     }
 }
+
+/// The `direction` label of a connection.
+pub(crate) fn direction(outbound: bool) -> &'static str {
+    if outbound { "outbound" } else { "inbound" }
+}
+
+/// The `state` label of a peer state.
+pub(crate) fn state_label(state: crate::peer::State) -> &'static str {
+    match state {
+        crate::peer::State::Disconnected => "disconnected",
+        crate::peer::State::Connecting => "connecting",
+        crate::peer::State::Connected => "connected",
+        crate::peer::State::Established => "established",
+        crate::peer::State::Reconnecting => "reconnecting",
+        crate::peer::State::Cooldown => "cooldown",
+    }
+}

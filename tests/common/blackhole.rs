@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use glueberry::Multiaddr;
+use glueberry::{
+    Config, DisconnectReason, Error, Event, Filter, Multiaddr, Node, State, Subscription,
+};
 use libp2p::multiaddr::Protocol;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
@@ -140,5 +142,102 @@ impl Blackhole {
 impl Drop for Blackhole {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// What [`lose_path`] saw.
+pub struct LostPath {
+    /// The node that dialled (through the relay).
+    pub a: Node,
+    /// The node it dialled.
+    pub b: Node,
+    /// a's events about b, from the start (read up to its `Disconnected`).
+    pub a_events: Subscription,
+    /// Time from the freeze to each side's `Disconnected`.
+    pub a_took: std::time::Duration,
+    /// See `a_took`.
+    pub b_took: std::time::Duration,
+    /// The reasons each side gave.
+    pub a_reason: DisconnectReason,
+    /// See `a_reason`.
+    pub b_reason: DisconnectReason,
+    /// A sender on a that sent 64 KiB messages to b from the freeze on: how many went through,
+    /// and the error it got.
+    pub sender: (u64, Error),
+}
+
+/// Two nodes from `a` and `b` handshake through a [`Blackhole`] relay and exchange a message;
+/// then the relay freezes while a sender on `a` keeps sending to `b`. Returns once both sides
+/// reported the other Disconnected and the sender stopped.
+pub async fn lose_path(a: Config, b: Config) -> LostPath {
+    let a = crate::started(a).await;
+    let b = crate::started(b).await;
+    let relay = Blackhole::to(&b.listen_addrs()[0]).await;
+    let mut a_events = a.subscribe_filtered(Filter::all().peers([b.peer_id()]));
+    let mut b_events = b.subscribe_filtered(Filter::all().peers([a.peer_id()]));
+    a.add_peer(b.peer_id(), vec![relay.addr.clone()], Default::default())
+        .await
+        .unwrap();
+    a.connect(b.peer_id()).await.unwrap();
+    tokio::join!(
+        crate::handshake(&a, b.peer_id(), true, &["data"]),
+        crate::handshake(&b, a.peer_id(), false, &["data"])
+    );
+    // The stream is open and carries data before the path goes silent.
+    a.send(b.peer_id(), "data", vec![1]).await.unwrap();
+    crate::within(b.messages().recv()).await.unwrap();
+    relay.freeze();
+    let t0 = std::time::Instant::now();
+    let sender = {
+        let a = a.clone();
+        let peer = b.peer_id();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            loop {
+                match a.send(peer, "data", vec![7u8; 64 * 1024]).await {
+                    Ok(()) => sent += 1,
+                    Err(e) => return (sent, e),
+                }
+            }
+        })
+    };
+    // Generous: the defaults take up to 35 s.
+    let bound = std::time::Duration::from_secs(120);
+    let ((a_took, a_reason), (b_took, b_reason)) = tokio::time::timeout(bound, async {
+        tokio::join!(
+            disconnected(&mut a_events, t0),
+            disconnected(&mut b_events, t0)
+        )
+    })
+    .await
+    .expect("both sides see the loss");
+    let sender = tokio::time::timeout(bound, sender)
+        .await
+        .expect("the sender stops")
+        .unwrap();
+    drop(relay);
+    LostPath {
+        a,
+        b,
+        a_events,
+        a_took,
+        b_took,
+        a_reason,
+        b_reason,
+        sender,
+    }
+}
+
+/// The time from `t0` to the first `Disconnected` on `sub`, and its reason.
+async fn disconnected(
+    sub: &mut Subscription,
+    t0: std::time::Instant,
+) -> (std::time::Duration, DisconnectReason) {
+    loop {
+        if let Ok(Event::Connection(e)) = sub.recv().await
+            && e.state == State::Disconnected
+        {
+            return (t0.elapsed(), e.reason.expect("a reason"));
+        }
     }
 }

@@ -3,10 +3,12 @@
 
 mod attack;
 mod blackhole;
+mod crash;
 mod proxy;
 
 pub use attack::{Flood, hosts};
-pub use blackhole::Blackhole;
+pub use blackhole::{Blackhole, LostPath, lose_path};
+pub use crash::{Crashable, crash_and_restart};
 pub use proxy::Proxy;
 
 use std::collections::HashMap;

@@ -1,0 +1,92 @@
+//! Liveness and admission, wired: severing the connections liveness finds dead, and
+//! counting, logging and reporting what admission refuses or evicts. The rules themselves are
+//! sans-IO in `crate::liveness` and `crate::admission`.
+
+use std::time::{Instant, SystemTime};
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::Driver;
+use crate::admission;
+use crate::event::{AdmissionCause, AdmissionEvent, Event};
+use crate::peer::DisconnectReason;
+use crate::telemetry as m;
+
+impl Driver {
+    /// Connections whose peer stopped answering: sever them (a graceful close would wait
+    /// forever on a silent path); `ConnectionClosed` follows at once with this reason.
+    pub(super) fn on_liveness_timeout(&mut self) {
+        let dead = self.liveness.handle_timeout(Instant::now());
+        for id in dead {
+            let Some((peer, conn)) = self.peers.iter().find_map(|(peer, p)| {
+                p.conns
+                    .iter()
+                    .find(|c| c.id == id)
+                    .map(|c| (*peer, c.clone()))
+            }) else {
+                continue;
+            };
+            tracing::info!(%peer, connection = %id, "peer stopped answering pings: severing the connection");
+            metrics::counter!(m::CONNECTIONS_SEVERED).increment(1);
+            self.closing.insert(id, DisconnectReason::Unresponsive);
+            match conn.switch {
+                Some(switch) => switch.sever(),
+                None => {
+                    self.swarm.close_connection(id);
+                }
+            }
+        }
+    }
+
+    /// Counts a refusal or eviction, and logs and reports it (at most once per cause per
+    /// second; the rest are carried by the next report).
+    pub(super) fn on_admission(&mut self, report: admission::Report) {
+        let cause = report.cause;
+        *crate::shared::lock(&self.shared.admission).get_mut(cause) += 1;
+        match cause {
+            AdmissionCause::PendingEvicted => {} // counted where it happens (transport)
+            AdmissionCause::StrangerEvicted => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "stranger").increment(1);
+            }
+            AdmissionCause::Superseded => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "superseded").increment(1);
+            }
+            _ => {
+                metrics::counter!(m::CONNECTIONS_REFUSED, "limit" => cause.label()).increment(1);
+            }
+        }
+        if let Some(count) = self.throttle.record(cause, Instant::now()) {
+            self.emit_admission(cause, count, report.peer, report.remote);
+        }
+    }
+
+    pub(super) fn flush_admission_reports(&mut self) {
+        for (cause, count) in self.throttle.flush(Instant::now()) {
+            self.emit_admission(cause, count, None, None);
+        }
+    }
+
+    pub(super) fn emit_admission(
+        &self,
+        cause: AdmissionCause,
+        count: u64,
+        peer: Option<PeerId>,
+        remote: Option<Multiaddr>,
+    ) {
+        match cause {
+            AdmissionCause::Superseded => {
+                tracing::info!(%cause, count, ?peer, "admission: superseded connections closed");
+            }
+            _ => {
+                tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted")
+            }
+        }
+        self.shared.emit(Event::Admission(AdmissionEvent {
+            cause,
+            count,
+            peer,
+            remote,
+            at: SystemTime::now(),
+        }));
+    }
+}
