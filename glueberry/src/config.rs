@@ -387,8 +387,9 @@ impl Config {
         with_ping_interval, ping_interval: Duration);
     setter!(
         /// How long a ping may take. It is also QUIC's idle timeout: a QUIC connection that
-        /// hears nothing from its peer (QUIC keep-alives go every quarter of it) for this long
-        /// is closed, and its peer reported Disconnected with
+        /// hears nothing from its peer (QUIC keep-alives go every quarter of it, and one sent
+        /// after the last packet received restarts the timer: 1.25 × this in all) is closed,
+        /// and its peer reported Disconnected with
         /// [`DisconnectReason::Unresponsive`](crate::DisconnectReason::Unresponsive). Default
         /// 20 s.
         with_ping_timeout, ping_timeout: Duration);

@@ -36,7 +36,11 @@ struct Args {
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
+    if d < Duration::from_secs(1) {
+        format!("{:.0} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
 }
 
 fn range(v: &[Duration]) -> String {
@@ -49,7 +53,9 @@ fn range(v: &[Duration]) -> String {
 async fn main() {
     let args = Args::parse();
     let node = |t: Transport| {
-        let mut c = config(t).with_reconnect_base_delay(Duration::from_secs(600));
+        let mut c = config(t)
+            .with_reconnect_base_delay(Duration::from_secs(600))
+            .with_reconnect_max_delay(Duration::from_secs(600));
         if let Some(i) = args.ping_interval {
             c = c.with_ping_interval(Duration::from_secs_f64(i));
         }

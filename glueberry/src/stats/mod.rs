@@ -34,10 +34,12 @@ pub struct Dropped {
     pub stream_closed: u64,
     /// Inbound frames whose body did not decrypt (wrong key, tampered, or too short).
     pub decryption_failed: u64,
-    /// Inbound messages larger than `max_message_size`.
+    /// Inbound messages larger than `max_message_size`: a body that decrypted to more, or a
+    /// frame announced over the frame limit (which also reset its stream, its framing being
+    /// lost).
     pub oversized: u64,
-    /// Inbound frames that broke the framing (bad prefix, over the frame limit, truncated);
-    /// each one also reset its stream.
+    /// Inbound frames that broke the framing (bad prefix, inner length past the frame,
+    /// truncated); each one also reset its stream.
     pub malformed: u64,
     /// Inbound messages received (and counted as received) but not handed to the message
     /// queue: the node shut down, or the peer's connection went, while the queue was full.

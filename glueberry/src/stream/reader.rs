@@ -147,7 +147,12 @@ fn decode(
             return Err(End::Io);
         }
         Some(Err(e)) => {
-            stats.malformed();
+            // A frame announced over the limit is an oversized message (nothing was read or
+            // allocated for it); anything else broke the framing.
+            match e {
+                DecodeError::FrameTooLarge { .. } => stats.oversized(),
+                _ => stats.malformed(),
+            }
             fault(shared, peer, name, e.to_string(), true);
             return Err(End::Reset);
         }
