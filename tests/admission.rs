@@ -197,26 +197,48 @@ async fn total_and_inbound_limits_refuse_strangers_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_connection_of_a_peer_at_its_limit_supersedes_the_oldest() {
-    // One connection per peer: a second one from the same identity (a restarted process) is
-    // let in and the first is closed.
+async fn a_new_connection_of_an_established_peer_at_its_limit_supersedes_the_oldest() {
+    // One connection per peer. The peer, Established, comes back from a second process with
+    // the same identity (as after a restart, the first still running here): the new connection
+    // is let in and the old one closed.
     let node = started(config(Transport::Tcp).with_max_connections_per_peer(Some(1))).await;
-    let addr = node.listen_addrs()[0].clone();
     let mut sub = node.subscribe_events();
     let key = glueberry::identity::ed25519::Keypair::generate();
-    let mut first = RawPeer::dial_as(key.clone(), addr.clone());
-    first.outcome().await.unwrap();
-    let mut twin = RawPeer::dial_as(key, addr.clone());
-    twin.outcome().await.unwrap();
-    assert!(
-        first.outcome().await.is_err(),
-        "the old connection is closed"
+    let as_key = |key: &glueberry::identity::ed25519::Keypair| {
+        let c = config(Transport::Tcp);
+        glueberry::Config::new(
+            key.clone(),
+            c.address_book_path(),
+            c.listen_addrs().to_vec(),
+        )
+    };
+    let first = started(as_key(&key)).await;
+    let mut first_events = first.subscribe_events();
+    connect(&first, &node).await;
+    tokio::join!(
+        handshake(&first, node.peer_id(), true, &["data"]),
+        handshake(&node, first.peer_id(), false, &["data"])
+    );
+    let twin = started(as_key(&key)).await;
+    connect(&twin, &node).await;
+    tokio::join!(
+        handshake(&twin, node.peer_id(), true, &["data"]),
+        handshake(&node, twin.peer_id(), false, &["data"])
     );
     wait_admission(&mut sub, &[AdmissionCause::Superseded]).await;
-    assert!(twin.events.try_recv().is_err(), "the new one stays up");
-    assert_eq!(node.connection_count(&twin.peer_id), 1);
+    wait_state(&mut first_events, node.peer_id(), State::Disconnected).await;
+    assert_eq!(node.connection_count(&twin.peer_id()), 1);
+    assert_eq!(node.connection_state(&twin.peer_id()), State::Established);
     assert_eq!(node.admission_stats().superseded, 1);
-    node.shutdown().await;
+    // The twin is the one served.
+    twin.send(node.peer_id(), "data", b"new".to_vec())
+        .await
+        .unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!(&*m.data, b"new");
+    for n in [first, twin, node] {
+        n.shutdown().await;
+    }
 }
 
 /// A TCP connection to `addr` that never starts its security handshake: it stays pending.

@@ -346,12 +346,12 @@ impl Config {
         /// refused; `None` leaves only the total limit. Default `None`.
         with_max_inbound_connections, max_inbound_connections: Option<usize>);
     setter!(
-        /// The most established connections to one peer. A new connection past it is let in
-        /// and the peer's oldest (a retired duplicate first) is closed: a peer that restarted
-        /// connects again while its old connection lingers
-        /// ([`AdmissionCause::Superseded`](crate::event::AdmissionCause::Superseded)). `None`
-        /// is unlimited. Default 2 (one kept connection and one duplicate of a simultaneous
-        /// dial).
+        /// The most established connections to one peer. A connection past it that comes up
+        /// while the peer is Established (it restarted while its old connection lingers) is
+        /// let in and the peer's oldest (a retired duplicate first) is closed
+        /// ([`AdmissionCause::Superseded`](crate::event::AdmissionCause::Superseded)). The
+        /// duplicate of a simultaneous dial is retired and drains first, so the peer may hold
+        /// one connection above the limit meanwhile. `None` is unlimited. Default 2.
         with_max_connections_per_peer, max_connections_per_peer: Option<usize>);
     setter!(
         /// The most inbound connections in their security handshake at once. When all places

@@ -74,7 +74,13 @@ impl Liveness {
         self.on_closed(id);
     }
 
-    /// `id` closed (or is being severed).
+    /// Watches `id` again with the deadline `at`: a connection found dead whose close has not
+    /// been confirmed yet.
+    pub(crate) fn recheck(&mut self, id: ConnectionId, at: Instant) {
+        self.set(id, at);
+    }
+
+    /// `id` closed.
     pub(crate) fn on_closed(&mut self, id: ConnectionId) {
         if let Some(at) = self.deadline.remove(&id) {
             self.queue.remove(&(at, id));

@@ -37,7 +37,23 @@ impl Crashable {
         let streams: Vec<String> = streams.iter().map(|s| s.to_string()).collect();
         let (node, inbox) = runtime
             .spawn(async move {
-                let node = started(config).await;
+                crate::init_tracing();
+                // A crashed process frees its ports at once; a crashed runtime closes its
+                // sockets as its threads wind down: try the same address again meanwhile.
+                let mut tries = 0;
+                let node = loop {
+                    let node = glueberry::Node::new(config.clone()).expect("node");
+                    match node.start().await {
+                        Ok(_) => break node,
+                        Err(_) if tries < 100 => {
+                            tries += 1;
+                            // Frees the book's lock before the next try.
+                            node.shutdown().await;
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        Err(e) => panic!("start: {e}"),
+                    }
+                };
                 let names: Vec<&str> = streams.iter().map(String::as_str).collect();
                 let inbox = handshake_everyone(&node, &names);
                 for (peer, addrs) in peers {
@@ -61,12 +77,13 @@ impl Crashable {
 }
 
 fn node_config(
+    per_peer: Option<usize>,
     timeouts: Option<Duration>,
     key: ed25519::Keypair,
     book: std::path::PathBuf,
     listen: Vec<Multiaddr>,
 ) -> Config {
-    let c = Config::new(key, book, listen);
+    let c = Config::new(key, book, listen).with_max_connections_per_peer(per_peer);
     match timeouts {
         None => c,
         Some(long) => c
@@ -95,9 +112,13 @@ async fn all_established(sub: &mut glueberry::Subscription, node: &Node, peers: 
 /// Four nodes dial each other at once (duplicates form), the fourth crashes and restarts with the
 /// same identity, address and book. Returns, for each survivor, the time from the restart until it
 /// had the peer Established again. Every timeout of every node is `timeouts` when given (the
-/// defaults otherwise). Panics if any step does not happen within [`WAIT`](crate::WAIT), or if
+/// defaults otherwise), and `max_connections_per_peer` is `per_peer`. Panics if any step does not happen within [`WAIT`](crate::WAIT), or if
 /// the survivors' messages do not reach the restarted node.
-pub async fn crash_and_restart(t: Transport, timeouts: Option<Duration>) -> Vec<Duration> {
+pub async fn crash_and_restart(
+    t: Transport,
+    timeouts: Option<Duration>,
+    per_peer: Option<usize>,
+) -> Vec<Duration> {
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<ed25519::Keypair> = (0..4).map(|_| ed25519::Keypair::generate()).collect();
     let ids: Vec<PeerId> = keys
@@ -110,6 +131,7 @@ pub async fn crash_and_restart(t: Transport, timeouts: Option<Duration>) -> Vec<
     let mut survivors = Vec::new();
     for (i, key) in keys.iter().take(3).enumerate() {
         let node = started(node_config(
+            per_peer,
             timeouts,
             key.clone(),
             book(i),
@@ -124,7 +146,13 @@ pub async fn crash_and_restart(t: Transport, timeouts: Option<Duration>) -> Vec<
         .map(|(n, _)| (n.peer_id(), n.listen_addrs()))
         .collect();
     let victim = Crashable::start(
-        node_config(timeouts, keys[3].clone(), book(3), vec![t.listen_addr()]),
+        node_config(
+            per_peer,
+            timeouts,
+            keys[3].clone(),
+            book(3),
+            vec![t.listen_addr()],
+        ),
         &["data"],
         &addrs,
     )
@@ -175,7 +203,7 @@ pub async fn crash_and_restart(t: Transport, timeouts: Option<Duration>) -> Vec<
     // moment, where a crashed process would have released it).
     std::fs::copy(book(3), book(4)).unwrap();
     let mut reborn = Crashable::start(
-        node_config(timeouts, keys[3].clone(), book(4), victim_listen),
+        node_config(per_peer, timeouts, keys[3].clone(), book(4), victim_listen),
         &["data"],
         &[],
     )

@@ -95,7 +95,7 @@ async fn main() {
     for t in [Transport::Tcp, Transport::Quic] {
         let mut back = Vec::new();
         for _ in 0..args.runs {
-            back.extend(crash_and_restart(t, None).await);
+            back.extend(crash_and_restart(t, None, Some(2)).await);
         }
         println!(
             "| restarted peer Established again (3 survivors) | {t:?} | {} | {} |",

@@ -32,6 +32,8 @@ pub(crate) struct Report {
     pub(crate) cause: Cause,
     pub(crate) peer: Option<PeerId>,
     pub(crate) remote: Option<Multiaddr>,
+    /// The connection closed, for an eviction.
+    pub(crate) connection: Option<ConnectionId>,
 }
 
 /// Why a connection was refused (what the swarm reports for it).
@@ -81,6 +83,7 @@ impl Behaviour {
             cause,
             peer,
             remote: Some(remote.clone()),
+            connection: None,
         }));
     }
 }
@@ -121,6 +124,7 @@ impl NetworkBehaviour for Behaviour {
                     cause: Cause::StrangerEvicted,
                     peer: Some(old_peer),
                     remote: None,
+                    connection: Some(old),
                 }));
                 Ok(dummy::ConnectionHandler)
             }

@@ -29,7 +29,6 @@ impl Driver {
             .find(|c| c.outbound == we_are_smaller)
             .or_else(|| live().next())
             .or_else(|| open().next())
-            .or_else(|| p.conns.last())
             .cloned()
     }
 
@@ -87,9 +86,15 @@ impl Driver {
         self.shared.sessions.drop_writers(&peer);
     }
 
-    /// A peer with more than `max_connections_per_peer` connections: close its oldest (a
-    /// retired duplicate first), never `new`. A peer that restarted connects again while its
-    /// old connection lingers; refusing the new one would keep it out until the old one dies.
+    /// A peer with more than `max_connections_per_peer` connections. A connection that came up
+    /// while the peer was Established means it restarted (or dials again) while its old
+    /// connection lingers: the new one is kept and the oldest closed at once (a retired
+    /// duplicate first), since refusing the new one would keep the peer out until the old one
+    /// dies. Connections of a simultaneous dial (the peer not Established yet) are left to
+    /// `settle_duplicates`, which retires all but one and lets them drain: closing one at once
+    /// could lose what the peer already sent on it. So a simultaneous dial may hold one
+    /// connection above the limit while its duplicate drains; past that, the oldest retired
+    /// ones are closed.
     pub(super) fn supersede_oldest(&mut self, peer: PeerId, new: ConnectionId) {
         let Some(max) = self.shared.config.max_connections_per_peer else {
             return;
@@ -97,6 +102,18 @@ impl Driver {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
+        let restart = p.conns.iter().any(|c| c.id == new && c.after_established);
+        let max = if restart { max } else { max + 1 };
+        // Never the connection both sides keep.
+        let keep = if restart {
+            None
+        } else {
+            self.keeper(&peer).map(|c| c.id)
+        };
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let spared = |id: ConnectionId| id == new || Some(id) == keep;
         let excess = p
             .conns
             .iter()
@@ -106,11 +123,11 @@ impl Driver {
         let mut victims: Vec<ConnectionId> = p
             .conns
             .iter()
-            .filter(|c| c.id != new && c.retired && !self.closing.contains_key(&c.id))
+            .filter(|c| !spared(c.id) && c.retired && !self.closing.contains_key(&c.id))
             .chain(
                 p.conns
                     .iter()
-                    .filter(|c| c.id != new && !c.retired && !self.closing.contains_key(&c.id)),
+                    .filter(|c| !spared(c.id) && !c.retired && !self.closing.contains_key(&c.id)),
             )
             .map(|c| c.id)
             .collect();
@@ -127,6 +144,7 @@ impl Driver {
                 cause: AdmissionCause::Superseded,
                 peer: Some(peer),
                 remote: None,
+                connection: None,
             });
         }
     }

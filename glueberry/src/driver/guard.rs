@@ -14,22 +14,40 @@ use crate::telemetry as m;
 
 impl Driver {
     /// Connections whose peer stopped answering: sever them (a graceful close would wait
-    /// forever on a silent path); `ConnectionClosed` follows at once with this reason.
+    /// forever on a silent path); `ConnectionClosed` follows at once with this reason. They stay
+    /// watched until it does: if it has not come by the next deadline (`ping_timeout` later),
+    /// every connection of the peer is severed.
     pub(super) fn on_liveness_timeout(&mut self) {
-        let dead = self.liveness.handle_timeout(Instant::now());
+        let now = Instant::now();
+        let dead = self.liveness.handle_timeout(now);
         for id in dead {
-            let Some((peer, conn)) = self.peers.iter().find_map(|(peer, p)| {
+            let Some((peer, switch)) = self.peers.iter().find_map(|(peer, p)| {
                 p.conns
                     .iter()
                     .find(|c| c.id == id)
-                    .map(|c| (*peer, c.clone()))
+                    .map(|c| (*peer, c.switch.clone()))
             }) else {
                 continue;
             };
+            let again = self.closing.get(&id) == Some(&DisconnectReason::Unresponsive);
+            self.liveness
+                .recheck(id, now + self.shared.config.ping_timeout);
+            if again {
+                tracing::warn!(%peer, connection = %id, "a severed connection did not close: severing every connection of the peer");
+                let switches: Vec<_> = self.peers[&peer]
+                    .conns
+                    .iter()
+                    .filter_map(|c| c.switch.clone())
+                    .collect();
+                for s in switches {
+                    s.sever();
+                }
+                continue;
+            }
             tracing::info!(%peer, connection = %id, "peer stopped answering pings: severing the connection");
             metrics::counter!(m::CONNECTIONS_SEVERED).increment(1);
             self.closing.insert(id, DisconnectReason::Unresponsive);
-            match conn.switch {
+            match switch {
                 Some(switch) => switch.sever(),
                 None => {
                     self.swarm.close_connection(id);
@@ -43,6 +61,11 @@ impl Driver {
     pub(super) fn on_admission(&mut self, report: admission::Report) {
         let cause = report.cause;
         *crate::shared::lock(&self.shared.admission).get_mut(cause) += 1;
+        if let Some(id) = report.connection {
+            self.closing.entry(id).or_insert_with(|| {
+                DisconnectReason::Error("evicted: too many strangers, and it was the oldest".into())
+            });
+        }
         match cause {
             AdmissionCause::PendingEvicted => {} // counted where it happens (transport)
             AdmissionCause::StrangerEvicted => {

@@ -97,27 +97,32 @@ impl Driver {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
-        let on_new_connection = p
-            .conns
-            .iter()
-            .any(|c| c.id == connection && c.after_established);
-        if p.machine.state() != State::Established || p.conns.len() < 2 || !on_new_connection {
+        // Decided on the connection alone: the older ones may already be gone (superseded
+        // when this one came up).
+        let Some(on) = p.conns.iter().find(|c| c.id == connection) else {
+            return;
+        };
+        if p.machine.state() != State::Established || !on.after_established {
             return;
         }
-        let stale: Vec<ConnectionId> = p.conns[..p.conns.len() - 1].iter().map(|c| c.id).collect();
-        let newest = p.conns[p.conns.len() - 1].clone();
+        let was_retired = on.retired;
+        let stale: Vec<ConnectionId> = p
+            .conns
+            .iter()
+            .filter(|c| c.id != connection && !self.closing.contains_key(&c.id))
+            .map(|c| c.id)
+            .collect();
         if let Some(p) = self.peers.get_mut(&peer) {
-            // The stale ones get no new streams while they close; the newest is the keeper.
-            let last = p.conns.len() - 1;
-            for (i, c) in p.conns.iter_mut().enumerate() {
-                c.retired = i != last;
+            // The stale ones get no new streams while they close; this one is the keeper.
+            for c in p.conns.iter_mut() {
+                c.retired = c.id != connection;
             }
         }
-        if newest.retired {
+        if was_retired {
             self.swarm
                 .behaviour_mut()
                 .stream
-                .retire(peer, newest.id, false);
+                .retire(peer, connection, false);
         }
         tracing::info!(%peer, stale = stale.len(), "peer handshakes again on a new connection");
         for id in stale {

@@ -206,6 +206,7 @@ impl Driver {
                         cause: AdmissionCause::PendingEvicted,
                         peer: None,
                         remote: None,
+                        connection: None,
                     });
                 }
                 self.pending_evicted = evicted;

@@ -6,7 +6,8 @@
 //! keep every slot and lock every new peer out. With eviction, a flood only shortens the time
 //! a connection has to finish its handshake: `max` arrivals after it. A connection takes a
 //! place when the swarm first polls its upgrade, that is after every behaviour accepted it
-//! (the per-IP limit refuses before it costs anyone a place).
+//! (the per-IP limit refuses before it costs anyone a place); "oldest" is by arrival, whatever
+//! the order in which the swarm first polls them.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -28,6 +29,8 @@ pub(crate) const EVICTED: &str =
 
 #[derive(Debug, Default)]
 struct Flag {
+    /// The swarm accepted it (polled its upgrade): it holds a place.
+    placed: AtomicBool,
     evicted: AtomicBool,
     waker: AtomicWaker,
 }
@@ -35,7 +38,8 @@ struct Flag {
 #[derive(Debug)]
 struct Queue {
     max: Option<usize>,
-    /// Places in order of arrival; dead entries (finished or failed upgrades) are pruned.
+    /// Inbound connections in order of arrival, placed or not yet; dead entries (finished,
+    /// failed or refused upgrades) are pruned.
     order: VecDeque<Weak<Flag>>,
 }
 
@@ -63,34 +67,53 @@ impl Slots {
         self.evicted.load(Ordering::Relaxed)
     }
 
-    /// Gives a new connection a place, evicting the oldest if none is free.
-    fn admit(&self) -> Arc<Flag> {
+    /// A new inbound connection, in order of arrival (it holds no place yet).
+    fn arrive(&self) -> Arc<Flag> {
         let flag = Arc::new(Flag::default());
+        lock(&self.queue).order.push_back(Arc::downgrade(&flag));
+        flag
+    }
+
+    /// `flag`'s connection takes a place; if that makes one too many, the oldest placed
+    /// connection (by arrival; maybe this one) is evicted.
+    fn place(&self, flag: &Flag) {
+        flag.placed.store(true, Ordering::Release);
         let mut q = lock(&self.queue);
         q.order.retain(|w| w.strong_count() > 0);
-        if let Some(max) = q.max {
-            while q.order.len() >= max {
-                let Some(oldest) = q.order.pop_front() else {
-                    break;
-                };
-                if let Some(f) = oldest.upgrade() {
-                    f.evicted.store(true, Ordering::Release);
-                    f.waker.wake();
-                    self.evicted.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!(crate::telemetry::CONNECTIONS_EVICTED, "cause" => "pending")
-                        .increment(1);
-                }
+        let Some(max) = q.max else {
+            return;
+        };
+        let placed = |w: &Weak<Flag>| {
+            w.upgrade()
+                .is_some_and(|f| f.placed.load(Ordering::Acquire))
+        };
+        let mut n = q.order.iter().filter(|w| placed(w)).count();
+        while n > max {
+            let Some(i) = q.order.iter().position(placed) else {
+                break;
+            };
+            if let Some(f) = q.order.remove(i).and_then(|w| w.upgrade()) {
+                f.evicted.store(true, Ordering::Release);
+                f.waker.wake();
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::CONNECTIONS_EVICTED, "cause" => "pending")
+                    .increment(1);
             }
+            n -= 1;
         }
-        q.order.push_back(Arc::downgrade(&flag));
-        flag
     }
 
     #[cfg(test)]
     fn live(&self) -> usize {
         let mut q = lock(&self.queue);
         q.order.retain(|w| w.strong_count() > 0);
-        q.order.len()
+        q.order
+            .iter()
+            .filter(|w| {
+                w.upgrade()
+                    .is_some_and(|f| f.placed.load(Ordering::Acquire))
+            })
+            .count()
     }
 }
 
@@ -144,8 +167,9 @@ where
         Pin::new(&mut self.inner).poll(cx).map(|event| {
             event.map_upgrade(|inner| Upgrade {
                 inner,
+                flag: slots.arrive(),
                 slots,
-                place: None,
+                placed: false,
             })
         })
     }
@@ -155,8 +179,9 @@ where
 pub(crate) struct Upgrade<F> {
     inner: F,
     slots: Slots,
-    /// Taken on the first poll.
-    place: Option<Arc<Flag>>,
+    flag: Arc<Flag>,
+    /// Whether it took its place (on the first poll).
+    placed: bool,
 }
 
 impl<F, O> Future for Upgrade<F>
@@ -167,9 +192,12 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let place = this.place.get_or_insert_with(|| this.slots.admit());
-        place.waker.register(cx.waker());
-        if place.evicted.load(Ordering::Acquire) {
+        this.flag.waker.register(cx.waker());
+        if !this.placed {
+            this.placed = true;
+            this.slots.place(&this.flag);
+        }
+        if this.flag.evicted.load(Ordering::Acquire) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 EVICTED,
@@ -188,8 +216,9 @@ mod tests {
     fn upgrade(slots: &Slots) -> Upgrade<futures::future::Pending<io::Result<()>>> {
         Upgrade {
             inner: futures::future::pending(),
+            flag: slots.arrive(),
             slots: slots.clone(),
-            place: None,
+            placed: false,
         }
     }
 
@@ -215,6 +244,18 @@ mod tests {
         assert!(c.poll_unpin(&mut noop()).is_pending());
         assert_eq!(slots.evicted(), 1);
         assert_eq!(slots.live(), 2);
+    }
+
+    #[test]
+    fn the_oldest_by_arrival_goes_whatever_the_order_of_first_polls() {
+        let slots = Slots::new(Some(1));
+        let (mut old, mut new) = (upgrade(&slots), upgrade(&slots));
+        // The newer one is polled first: it takes the place; the older one, polled next, is
+        // the one evicted.
+        assert!(new.poll_unpin(&mut noop()).is_pending());
+        assert!(matches!(old.poll_unpin(&mut noop()), Poll::Ready(Err(_))));
+        assert!(new.poll_unpin(&mut noop()).is_pending());
+        assert_eq!(slots.evicted(), 1);
     }
 
     #[test]

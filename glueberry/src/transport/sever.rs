@@ -26,6 +26,9 @@ pub(crate) const SEVERED: &str = "connection severed: the peer stopped answering
 #[derive(Debug, Default)]
 pub(crate) struct Switch {
     severed: AtomicBool,
+    /// Its muxer is being closed (a connection the swarm refused or is closing): never handed
+    /// to a new connection.
+    closing: AtomicBool,
     waker: AtomicWaker,
 }
 
@@ -42,9 +45,9 @@ impl Switch {
 }
 
 /// Which connection a switch belongs to, as far as the transport can tell: the peer, and for
-/// inbound connections the remote address (ip and port, unique per connection). Outbound
-/// connections of one peer are told apart by order.
-type Key = (PeerId, Option<Multiaddr>);
+/// inbound connections the local and remote addresses (unique per connection). Outbound
+/// connections of one peer are told apart by order (the driver dials a peer once at a time).
+type Key = (PeerId, Option<(Multiaddr, Multiaddr)>);
 
 /// Switches of connections whose muxer is up, until the driver takes them at
 /// `ConnectionEstablished`. Entries of connections that never got that far (refused by a
@@ -56,7 +59,10 @@ impl Switches {
     fn key(peer: PeerId, endpoint: &ConnectedPoint) -> Key {
         match endpoint {
             ConnectedPoint::Dialer { .. } => (peer, None),
-            ConnectedPoint::Listener { send_back_addr, .. } => (peer, Some(send_back_addr.clone())),
+            ConnectedPoint::Listener {
+                local_addr,
+                send_back_addr,
+            } => (peer, Some((local_addr.clone(), send_back_addr.clone()))),
         }
     }
 
@@ -80,7 +86,9 @@ impl Switches {
         let list = map.get_mut(&key)?;
         let mut found = None;
         while !list.is_empty() {
-            if let Some(s) = list.remove(0).upgrade() {
+            if let Some(s) = list.remove(0).upgrade()
+                && !s.closing.load(Ordering::Acquire)
+            {
                 found = Some(s);
                 break;
             }
@@ -141,6 +149,7 @@ impl StreamMuxer for Muxer {
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.switch.closing.store(true, Ordering::Release);
         // A graceful close stuck on a silent path ends when the switch is thrown.
         self.switch.waker.register(cx.waker());
         if self.switch.is_severed() {
@@ -186,6 +195,22 @@ mod tests {
         // The dropped one was pruned on the next registration.
         let _c = s.register(peer, &listener(1003));
         assert_eq!(crate::shared::lock(&s.0).len(), 1);
+    }
+
+    #[test]
+    fn a_closing_muxer_s_switch_is_never_handed_out() {
+        let s = Switches::default();
+        let peer = PeerId::random();
+        let dialer = ConnectedPoint::Dialer {
+            address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+            role_override: libp2p::core::Endpoint::Dialer,
+            port_use: libp2p::core::transport::PortUse::New,
+        };
+        // A refused connection's muxer, being closed by the swarm, then the real one.
+        let dying = s.register(peer, &dialer);
+        dying.closing.store(true, Ordering::Release);
+        let live = s.register(peer, &dialer);
+        assert!(Arc::ptr_eq(&s.take(peer, &dialer).unwrap(), &live));
     }
 
     #[test]
