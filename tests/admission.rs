@@ -183,14 +183,16 @@ async fn total_and_inbound_limits_refuse_strangers_only() {
         };
         wait_admission(&mut sub, &[cause]).await;
         assert_eq!(node.admission_stats().get(cause), 1);
-        // A book peer is let in all the same.
+        // A book peer is let in all the same (the node dials it too, as a started node does
+        // with the peers it is given: either connection may be the one kept).
         let friend = started(config(Transport::Tcp)).await;
         node.add_peer(friend.peer_id(), friend.listen_addrs(), Default::default())
             .await
             .unwrap();
         connect(&friend, &node).await;
         wait_state(&mut sub, friend.peer_id(), State::Connected).await;
-        assert_eq!(node.connection_count(&friend.peer_id()), 1);
+        assert!(node.connection_count(&friend.peer_id()) >= 1);
+        assert_eq!(node.admission_stats().get(cause), 1, "nothing more refused");
         friend.shutdown().await;
         node.shutdown().await;
     }

@@ -60,7 +60,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use event::{
     AdmissionCause, AdmissionEvent, ConnectionEvent, Event, Filter, RecvError, StreamFault,
-    Subscription,
+    StreamReset, Subscription,
 };
 pub use health::{DebugState, Health};
 pub use message::{IncomingMessage, Messages};

@@ -70,6 +70,8 @@ pub const CONNECTIONS_REFUSED: &str = "glueberry_connections_refused_total";
 pub const CONNECTIONS_EVICTED: &str = "glueberry_connections_evicted_total";
 /// Counter `glueberry_connections_severed_total`: Connections ended because the peer stopped answering.
 pub const CONNECTIONS_SEVERED: &str = "glueberry_connections_severed_total";
+/// Counter `glueberry_stream_resets_total`: Streams the node wrote on that the peer reset, by outcome (`moved`: onto the peer's stream; `kept`: kept for the next stream; `settled`: nothing to write again).
+pub const STREAM_RESETS: &str = "glueberry_stream_resets_total";
 /// Counter `glueberry_duplicate_connections_total`: Duplicate connections retired (simultaneous dials).
 pub const DUPLICATE_CONNECTIONS: &str = "glueberry_duplicate_connections_total";
 /// Counter `glueberry_address_book_save_errors_total`: Address-book saves that failed.
@@ -190,6 +192,10 @@ pub fn describe() {
     describe_counter!(
         CONNECTIONS_EVICTED,
         "Connections closed to make room for newer ones, by cause."
+    );
+    describe_counter!(
+        STREAM_RESETS,
+        "Streams the node wrote on that the peer reset, by outcome."
     );
     describe_counter!(
         CONNECTIONS_SEVERED,

@@ -4,11 +4,13 @@
 mod attack;
 mod blackhole;
 mod crash;
+mod gorule;
 mod proxy;
 
 pub use attack::{Flood, hosts};
 pub use blackhole::{Blackhole, LostPath, lose_path};
 pub use crash::{Crashable, crash_and_restart};
+pub use gorule::{Arrival, GoPeer};
 pub use proxy::Proxy;
 
 use std::collections::HashMap;

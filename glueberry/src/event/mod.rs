@@ -41,6 +41,30 @@ pub struct StreamFault {
     pub at: SystemTime,
 }
 
+/// The peer reset a stream the node was writing on (docs/protocol.md, "Streams").
+///
+/// A peer that follows Go Glueberry's rule resets the node's stream of a name when both sides
+/// opened one at once; what the node wrote on it while the peer could not have read it yet is
+/// written again on the peer's own stream of that name (or, if that has not come yet, on the
+/// next stream of the name), after which the rest of the queue follows in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamReset {
+    /// The peer.
+    pub peer: PeerId,
+    /// The stream name.
+    pub stream: String,
+    /// Messages that go on another stream of the name instead, in their order: those written
+    /// while the peer could not have read them yet, written again; and, when no other stream
+    /// was there yet, those still queued, kept for the next stream of the name.
+    pub resent: u64,
+    /// Messages that may not have reached the peer and are not written again: those that were
+    /// being written when the reset came, on a stream that had settled (docs/protocol.md). Each
+    /// is counted in `dropped.stream_closed`.
+    pub lost: u64,
+    /// When the node saw the reset.
+    pub at: SystemTime,
+}
+
 /// Why the node refused a connection, or closed one to make room (docs/admission.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +151,8 @@ pub enum Event {
     /// The address book file was corrupt when the node opened it: it was moved aside and the
     /// node started with an empty book. Sent once, when the node starts.
     BookRecovered(crate::book::Recovered),
+    /// The peer reset a stream the node was writing on.
+    StreamReset(StreamReset),
     /// Connections were refused or evicted by admission (rate-limited: see
     /// [`AdmissionEvent`]).
     Admission(AdmissionEvent),
@@ -138,6 +164,7 @@ impl Event {
         match self {
             Event::Connection(e) => Some(e.peer),
             Event::StreamFault(f) => Some(f.peer),
+            Event::StreamReset(r) => Some(r.peer),
             Event::BookRecovered(_) => None,
             Event::Admission(a) => a.peer,
         }

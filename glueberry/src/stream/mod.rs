@@ -5,14 +5,16 @@
 //! writer, so frames of concurrent senders never interleave, and reading goes on while a write
 //! waits for the muxer.
 
+mod link;
 mod reader;
 mod writer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::AsyncReadExt as _;
+use futures::io::WriteHalf;
 use libp2p::{PeerId, Stream};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,8 @@ use crate::shared::{Shared, lock};
 use crate::stats::{PeerEntry, StreamCounters};
 use crate::telemetry as m;
 use crate::wire::{self, HANDSHAKE};
+
+use link::{Copies, Link, Spare};
 
 /// Most streams read at once for one (peer, name). Two arise when both sides open the same
 /// name at once; more is a peer misbehaving.
@@ -104,6 +108,11 @@ struct Session {
     prepared: HashSet<Arc<str>>,
     slots: HashMap<Arc<str>, Arc<Slot>>,
     readers: HashMap<Arc<str>, usize>,
+    /// Inbound streams read but not written on, per name (see `link`).
+    spares: HashMap<Arc<str>, Vec<Spare>>,
+    /// Messages handed over by a writer whose stream the peer reset, for the next writer of
+    /// the name to write first.
+    stash: HashMap<Arc<str>, VecDeque<Bytes>>,
 }
 
 /// What a sender needs to reach the writer of a (peer, name).
@@ -138,6 +147,8 @@ impl Sessions {
             prepared: HashSet::new(),
             slots: HashMap::new(),
             readers: HashMap::new(),
+            spares: HashMap::new(),
+            stash: HashMap::new(),
         });
     }
 
@@ -146,6 +157,13 @@ impl Sessions {
     pub(crate) fn close(&self, peer: &PeerId) {
         if let Some(s) = lock(&self.inner).remove(peer) {
             s.token.cancel();
+            // Handed over for a next writer that will not come.
+            for (name, msgs) in s.stash {
+                if !msgs.is_empty() {
+                    tracing::warn!(%peer, stream = &*name, lost = msgs.len(), "messages lost: the peer reset the stream and left");
+                    s.stats.stream(&name).lost(msgs.len() as u64);
+                }
+            }
         }
     }
 
@@ -273,6 +291,92 @@ impl Sessions {
         }
     }
 
+    /// Keeps `spare` for (peer, name) while its session lasts (dropped otherwise).
+    fn add_spare(&self, peer: &PeerId, session: u64, name: &Arc<str>, spare: Spare) {
+        if let Some(s) = lock(&self.inner).get_mut(peer)
+            && s.id == session
+        {
+            s.spares.entry(name.clone()).or_default().push(spare);
+        }
+    }
+
+    /// Drops the spare `id` of (peer, name), if it is still one (its reader ended).
+    fn remove_spare(&self, peer: &PeerId, session: u64, name: &str, id: u64) {
+        let removed = {
+            let mut map = lock(&self.inner);
+            let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
+                return;
+            };
+            let Some(list) = s.spares.get_mut(name) else {
+                return;
+            };
+            let removed = list
+                .iter()
+                .position(|sp| sp.id == id)
+                .map(|i| list.remove(i));
+            if list.is_empty() {
+                s.spares.remove(name);
+            }
+            removed
+        };
+        // Closed outside the lock.
+        drop(removed);
+    }
+
+    /// A spare of (peer, name) to write on, the newest whose reader still runs.
+    fn take_spare(&self, peer: &PeerId, session: u64, name: &str) -> Option<Spare> {
+        let mut map = lock(&self.inner);
+        let s = map.get_mut(peer).filter(|s| s.id == session)?;
+        let list = s.spares.get_mut(name)?;
+        let mut found = None;
+        while let Some(sp) = list.pop() {
+            if !sp.link.has_ended() {
+                found = Some(sp);
+                break;
+            }
+        }
+        if list.is_empty() {
+            s.spares.remove(name);
+        }
+        found
+    }
+
+    /// What a writer handed over for (peer, name), to write first.
+    fn take_stash(&self, peer: &PeerId, session: u64, name: &str) -> VecDeque<Bytes> {
+        lock(&self.inner)
+            .get_mut(peer)
+            .filter(|s| s.id == session)
+            .and_then(|s| s.stash.remove(name))
+            .unwrap_or_default()
+    }
+
+    /// A writer whose stream the peer reset, with nowhere to move: in one step (under the
+    /// lock, so that no new writer of the name starts in between), `slot` stops being the
+    /// writer and `fill` moves what is to be written again, and what is still queued, into the
+    /// session for the next writer of the name. Returns false if the session is gone (nothing
+    /// was kept).
+    fn hand_over(
+        &self,
+        peer: &PeerId,
+        session: u64,
+        name: &Arc<str>,
+        slot: &Slot,
+        fill: impl FnOnce(&mut VecDeque<Bytes>),
+    ) -> bool {
+        let mut map = lock(&self.inner);
+        let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
+            return false;
+        };
+        if s.slots
+            .get(name)
+            .is_some_and(|cur| std::ptr::eq(&**cur, slot))
+        {
+            s.slots.remove(name);
+        }
+        fill(s.stash.entry(name.clone()).or_default());
+        true
+    }
+
     fn reader_ended(&self, peer: &PeerId, name: &str, session: u64) {
         if let Some(s) = lock(&self.inner).get_mut(peer)
             && s.id == session
@@ -366,6 +470,28 @@ pub(crate) async fn open(
     if route.token.is_cancelled() {
         return Err(Error::NotConnected(peer));
     }
+    // An inbound stream of the name that we only read (the peer's own, under Go's rule): write
+    // on it rather than open a second one, which such a peer would reset.
+    if let Some(spare) = shared
+        .sessions
+        .take_spare(&peer, route.session, &route.name)
+    {
+        let ids = Ids {
+            peer,
+            session: route.session,
+        };
+        tracing::debug!(%peer, stream = &*route.name, "writing on the peer's stream");
+        return Ok(start_writer(
+            shared,
+            ids,
+            route.name.clone(),
+            route.cipher.clone(),
+            spare.write,
+            spare.link,
+            &route.slot,
+            Copies::settled(),
+        ));
+    }
     let err = |reason: String| Error::OpenStream {
         peer,
         stream: route.name.to_string(),
@@ -425,8 +551,8 @@ pub(crate) struct Ids {
 }
 
 /// Starts the tasks of one stream. An `opened` stream is always the writer of `slot` (the
-/// opener sets the slot); an inbound one becomes the writer only if the slot is still empty.
-/// Returns the writer, if this stream has one.
+/// opener sets the slot); an inbound one becomes the writer only if the slot is still empty,
+/// and is kept as a spare otherwise. Returns the writer, if this stream has one.
 ///
 /// The tasks hold the slot weakly: once the session forgets the slot and the senders are done
 /// with it, the writer's queue closes and the writer closes the stream after draining.
@@ -441,9 +567,7 @@ fn spawn(
     slot: &Arc<Slot>,
     opened: bool,
 ) -> Option<Writer> {
-    let token = session.child_token();
-    // Cancelled when the reader of this stream ends (the peer closed its side).
-    let read_done = CancellationToken::new();
+    let link = Arc::new(Link::new(session.child_token()));
     let (read, write) = stream.split();
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
     let gate = shared.config.backpressure.then(|| {
@@ -466,29 +590,41 @@ fn spawn(
     tracing::debug!(peer = %ids.peer, stream = &*name, opened, is_writer, "stream started");
     let stats = slot.stats.clone();
     stats.stream_opened();
-    let weak = Arc::downgrade(slot);
-    let idle_write = if is_writer {
-        let span = tracing::debug_span!("glueberry.write", peer = %ids.peer, stream = &*name);
-        shared.writers.spawn(
-            writer::run(
-                shared.clone(),
-                ids,
-                name.clone(),
-                cipher.clone(),
-                write,
-                rx,
-                gate,
-                stats.clone(),
-                token.clone(),
-                read_done.clone(),
-                weak.clone(),
-            )
-            .instrument(span),
+    let spare_id = if is_writer {
+        // A stream we opened may be reset by a peer following Go's rule: keep copies until it
+        // settles. One the peer opened is its own, which it never resets.
+        let copies = if opened {
+            Copies::unsettled(std::time::Instant::now())
+        } else {
+            Copies::settled()
+        };
+        run_writer(
+            shared,
+            ids,
+            name.clone(),
+            cipher.clone(),
+            write,
+            link.clone(),
+            slot,
+            rx,
+            gate,
+            copies,
         );
         None
     } else {
-        // Read-only: keep the write half open (closing it would make a Go peer drop the stream).
-        Some(write)
+        let id = shared
+            .sessions
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let spare = Spare {
+            id,
+            write,
+            link: link.clone(),
+        };
+        shared
+            .sessions
+            .add_spare(&ids.peer, ids.session, &name, spare);
+        Some(id)
     };
     let span = tracing::debug_span!("glueberry.receive", peer = %ids.peer, stream = &*name);
     shared.tracker.spawn(
@@ -499,12 +635,82 @@ fn spawn(
             cipher,
             read,
             stats,
-            token,
-            read_done.drop_guard(),
-            is_writer.then_some(weak),
-            idle_write,
+            link,
+            spare_id,
         )
         .instrument(span),
     );
     is_writer.then_some(w)
+}
+
+/// Makes `write` (the write half of a running stream, whose reader shares `link`) the writer of
+/// `slot`: a spare adopted by a sender.
+#[allow(clippy::too_many_arguments)]
+fn start_writer(
+    shared: &Arc<Shared>,
+    ids: Ids,
+    name: Arc<str>,
+    cipher: Option<Arc<Cipher>>,
+    write: WriteHalf<Stream>,
+    link: Arc<Link>,
+    slot: &Arc<Slot>,
+    copies: Copies,
+) -> Writer {
+    let (tx, rx) = mpsc::channel(shared.config.high_watermark);
+    let gate = shared.config.backpressure.then(|| {
+        Arc::new(Gate::new(
+            shared.config.high_watermark,
+            shared.config.low_watermark,
+        ))
+    });
+    run_writer(
+        shared,
+        ids,
+        name,
+        cipher,
+        write,
+        link,
+        slot,
+        rx,
+        gate.clone(),
+        copies,
+    );
+    Writer { tx, gate }
+}
+
+/// Spawns the writer task of `slot` on `write`.
+#[allow(clippy::too_many_arguments)]
+fn run_writer(
+    shared: &Arc<Shared>,
+    ids: Ids,
+    name: Arc<str>,
+    cipher: Option<Arc<Cipher>>,
+    write: WriteHalf<Stream>,
+    link: Arc<Link>,
+    slot: &Arc<Slot>,
+    rx: mpsc::Receiver<Bytes>,
+    gate: Option<Arc<Gate>>,
+    copies: Copies,
+) {
+    *lock(&link.writer_of) = Some(Arc::downgrade(slot));
+    let stash = shared.sessions.take_stash(&ids.peer, ids.session, &name);
+    let span = tracing::debug_span!("glueberry.write", peer = %ids.peer, stream = &*name);
+    shared.writers.spawn(
+        writer::run(writer::Task {
+            shared: shared.clone(),
+            ids,
+            name,
+            cipher,
+            write,
+            link,
+            rx,
+            gate,
+            stats: slot.stats.clone(),
+            slot: Arc::downgrade(slot),
+            copies,
+            stash,
+            end_seen: false,
+        })
+        .instrument(span),
+    );
 }

@@ -1,17 +1,18 @@
 //! The reader task of one stream: frames in, decrypted messages out to the shared queue.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures::io::{ReadHalf, WriteHalf};
+use futures::io::ReadHalf;
 use futures::{FutureExt as _, StreamExt as _};
 use libp2p::{PeerId, Stream};
 use tokio_util::codec::FramedRead;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::WaitForCancellationFuture;
 
-use super::{Ids, Slot};
+use super::Ids;
+use super::link::{Ended, Link};
 use crate::crypto::Cipher;
 use crate::event::{Event, StreamFault};
 use crate::message::IncomingMessage;
@@ -35,6 +36,8 @@ enum End {
     Io,
 }
 
+/// Reads one stream until it ends. `link` is shared with whoever writes on the stream (see
+/// `link`); `spare` is its id while the stream is kept as a spare.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -43,12 +46,11 @@ pub(super) async fn run(
     cipher: Option<Arc<Cipher>>,
     read: ReadHalf<Stream>,
     stats: Arc<StreamCounters>,
-    token: CancellationToken,
-    _done: tokio_util::sync::DropGuard,
-    slot: Option<Weak<Slot>>,
-    idle_write: Option<WriteHalf<Stream>>,
+    link: Arc<Link>,
+    spare: Option<u64>,
 ) {
     let peer = ids.peer;
+    let token = link.token.clone();
     let mut frames = FramedRead::new(read.compat(), Decoder::new(shared.max_frame_len()));
     let mut failures: u32 = 0;
     // Registered once for the reader's life, not once per frame.
@@ -117,12 +119,25 @@ pub(super) async fn run(
         // Stops the writer too; dropping both halves resets the stream.
         token.cancel();
     }
-    if let Some(slot) = slot.and_then(|w| w.upgrade()) {
-        // The stream we write on is gone or half-closed: the next send opens a new one.
+    let ended = match end {
+        End::Eof => Ended::Eof,
+        End::Io => Ended::Reset,
+        End::Cancelled | End::Reset | End::QueueClosed => Ended::Local,
+    };
+    link.ended.send_replace(Some(ended));
+    if let Some(id) = spare {
+        shared.sessions.remove_spare(&peer, ids.session, &name, id);
+    }
+    // The stream we write on is half-closed or gone: the next send opens a new one. When the
+    // peer ended it (a close or a reset: yamux reads both as an end), the writer decides, since
+    // it may move onto another stream of the name.
+    let writer_of = crate::shared::lock(&link.writer_of).clone();
+    if ended == Ended::Local
+        && let Some(slot) = writer_of.and_then(|w| w.upgrade())
+    {
         shared.sessions.invalidate(&peer, &name, &slot);
     }
     shared.sessions.reader_ended(&peer, &name, ids.session);
-    drop(idle_write);
 }
 
 /// Messages decoded at most in one go before they are handed to the queue.

@@ -1,21 +1,28 @@
-//! The writer task of one stream: the only owner of its write half.
+//! The writer task of one (peer, name): the only owner of the write half it writes on.
 //!
 //! It takes queued messages, encrypts each straight into one buffer (coalescing whatever is
 //! queued, up to [`COALESCE`] bytes) and writes the buffer with one write and one flush.
+//!
+//! When the peer resets the stream (Go's rule when both sides opened the name at once), it
+//! moves onto another stream of the name and writes again what the peer could not have read,
+//! or hands that and its queue over to the next writer of the name (see `link`).
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::AsyncWriteExt as _;
 use futures::io::WriteHalf;
 use libp2p::Stream;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, watch};
 
+use super::link::{Copies, Ended, Link};
 use super::{Ids, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
+use crate::event::{Event, StreamReset};
 use crate::flow::Gate;
-use crate::shared::Shared;
+use crate::shared::{Shared, lock};
 use crate::stats::StreamCounters;
 use crate::telemetry as m;
 use crate::wire::codec;
@@ -23,100 +30,308 @@ use crate::wire::codec;
 /// Bytes of queued frames gathered into one write.
 pub(crate) const COALESCE: usize = 64 * 1024;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    ids: Ids,
-    name: Arc<str>,
-    cipher: Option<Arc<Cipher>>,
-    mut write: WriteHalf<Stream>,
-    mut rx: mpsc::Receiver<Bytes>,
-    gate: Option<Arc<Gate>>,
-    stats: Arc<StreamCounters>,
-    token: CancellationToken,
-    read_done: CancellationToken,
-    slot: Weak<Slot>,
-) {
-    let peer = ids.peer;
+/// What a writer task is started with.
+pub(super) struct Task {
+    pub(super) shared: Arc<Shared>,
+    pub(super) ids: Ids,
+    pub(super) name: Arc<str>,
+    pub(super) cipher: Option<Arc<Cipher>>,
+    pub(super) write: WriteHalf<Stream>,
+    pub(super) link: Arc<Link>,
+    pub(super) rx: mpsc::Receiver<Bytes>,
+    pub(super) gate: Option<Arc<Gate>>,
+    pub(super) stats: Arc<StreamCounters>,
+    pub(super) slot: Weak<Slot>,
+    pub(super) copies: Copies,
+    /// Handed over by the previous writer of the name: written first.
+    pub(super) stash: VecDeque<Bytes>,
+    /// The peer's end of the current stream was seen.
+    pub(super) end_seen: bool,
+}
+
+/// Why the loop stopped.
+enum Stop {
+    /// The stream's token was cancelled (the session or node ends, or a framing error).
+    Cancelled,
+    /// Every sender is gone; the stream was closed cleanly.
+    Done,
+    /// Writing failed on a stream that is not recoverable.
+    Failed,
+    /// The writer handed its messages over and ends.
+    HandedOver,
+}
+
+pub(super) async fn run(mut t: Task) {
     // Allocated on first use: an idle stream costs no buffer.
     let mut buf = BytesMut::new();
-    // Messages taken from the queue but not known to be written.
+    // Messages taken from the queue (or the stash) but not known to be written.
     let mut in_flight = 0u64;
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            m = rx.recv() => m,
-        };
-        let Some(first) = first else {
-            // Every sender is gone (the slot was dropped): close our side cleanly. When the
-            // node is shutting down, also wait until the peer has read everything and closed
-            // its side (our reader of this stream ends): shutdown waits for the writers, so
-            // what was queued is not lost in the peer's buffers when the connection goes.
-            tokio::select! {
+    let mut ended = t.link.ended.subscribe();
+    let mut pending = std::mem::take(&mut t.stash);
+    let stop = loop {
+        buf.clear();
+        if !pending.is_empty() {
+            // Handed over by the previous writer: first, in order (already off its queue).
+            in_flight = pending.len() as u64;
+            for m in pending.drain(..) {
+                t.copies.keep(&m);
+                encode(&mut buf, &m, t.cipher.as_deref());
+            }
+        } else {
+            let until = t.copies.until();
+            let token = t.link.token.clone();
+            let first = tokio::select! {
                 biased;
-                _ = token.cancelled() => {}
-                _ = async {
-                    let _ = write.close().await;
-                    if shared.closing.is_cancelled() {
-                        read_done.cancelled().await;
+                _ = token.cancelled() => break Stop::Cancelled,
+                end = peer_ended(&mut ended), if !t.end_seen => {
+                    t.end_seen = true;
+                    if end == Ended::Reset || was_reset(&mut t.write) {
+                        match recover(&mut t, &mut ended, &mut buf, 0).await {
+                            Some(stop) => break stop,
+                            None => continue,
+                        }
                     }
-                } => {}
-            }
-            break;
-        };
-        in_flight = 1;
-        encode(&mut buf, &first, cipher.as_deref());
-        while buf.len() < COALESCE {
-            match rx.try_recv() {
-                Ok(m) => {
-                    encode(&mut buf, &m, cipher.as_deref());
-                    in_flight += 1;
+                    // The peer closed its side cleanly and may still read: write what is
+                    // queued; the next send opens a new stream.
+                    if let Some(slot) = t.slot.upgrade() {
+                        t.shared.sessions.invalidate(&t.ids.peer, &t.name, &slot);
+                    }
+                    continue;
                 }
-                Err(_) => break,
+                _ = sleep_until(until), if until.is_some() => {
+                    t.copies.settle();
+                    continue;
+                }
+                m = t.rx.recv() => m,
+            };
+            let Some(first) = first else {
+                close(&mut t, &mut ended).await;
+                break Stop::Done;
+            };
+            in_flight = 1;
+            t.copies.keep(&first);
+            encode(&mut buf, &first, t.cipher.as_deref());
+            while buf.len() < COALESCE {
+                match t.rx.try_recv() {
+                    Ok(m) => {
+                        t.copies.keep(&m);
+                        encode(&mut buf, &m, t.cipher.as_deref());
+                        in_flight += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Taken off the queue: room for senders (they wake at the low watermark).
+            if let Some(g) = &t.gate {
+                g.release(in_flight as usize);
+                t.stats.pending(-(in_flight as i64));
             }
         }
-        // Taken off the queue: room for senders (they wake at the low watermark).
-        if let Some(g) = &gate {
-            g.release(in_flight as usize);
-            stats.pending(-(in_flight as i64));
-        }
+        let token = t.link.token.clone();
         let written = tokio::select! {
             biased;
-            _ = token.cancelled() => break,
-            r = async { write.write_all(&buf).await?; write.flush().await } => r,
+            _ = token.cancelled() => break Stop::Cancelled,
+            r = async { t.write.write_all(&buf).await?; t.write.flush().await } => r,
         };
-        if let Err(e) = written {
-            tracing::debug!(%peer, stream = &*name, error = %e, "stream write failed");
-            if let Some(slot) = slot.upgrade() {
-                shared.sessions.invalidate(&peer, &name, &slot);
+        match written {
+            Ok(()) => {
+                metrics::counter!(m::FRAMES_WRITTEN).increment(in_flight);
+                t.copies.written(buf.len(), Instant::now());
+                in_flight = 0;
+                if buf.capacity() > 4 * COALESCE {
+                    buf = BytesMut::new();
+                }
             }
-            break;
+            Err(e) => {
+                tracing::debug!(peer = %t.ids.peer, stream = &*t.name, error = %e, "stream write failed");
+                // A reset stream: the batch is among the copies if it is to be written again.
+                let lost = if t.copies.until().is_some() {
+                    0
+                } else {
+                    in_flight
+                };
+                in_flight = 0;
+                match recover(&mut t, &mut ended, &mut buf, lost).await {
+                    Some(stop) => break stop,
+                    None => continue,
+                }
+            }
         }
-        metrics::counter!(m::FRAMES_WRITTEN).increment(in_flight);
-        in_flight = 0;
-        if buf.capacity() > 4 * COALESCE {
-            buf = BytesMut::new();
-        } else {
-            buf.clear();
-        }
+    };
+    finish(t, stop, in_flight);
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
-    // Whatever is still queued, or was being written, may not have reached the peer: count it.
-    rx.close();
+}
+
+/// Resolves when the peer has ended the stream's read side (closed or reset it); never for an
+/// end of our own. The caller asks once per stream (`Task::end_seen`).
+async fn peer_ended(ended: &mut watch::Receiver<Option<Ended>>) -> Ended {
+    let end = ended
+        .wait_for(|e| matches!(e, Some(Ended::Eof | Ended::Reset)))
+        .await
+        .map(|e| *e);
+    match end {
+        Ok(Some(e)) => e,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Whether the stream can no longer be written: yamux reads a reset as an end of stream, and
+/// only a write tells it apart from a clean close (after which the peer still reads). An empty
+/// write sends nothing on a live stream; one that would wait is not a reset.
+fn was_reset(write: &mut WriteHalf<Stream>) -> bool {
+    use futures::FutureExt as _;
+    matches!(write.write(&[]).now_or_never(), Some(Err(_)))
+}
+
+/// Every sender is gone: close our side cleanly. When the node is shutting down, also wait until
+/// the peer has read everything and closed its side (our reader of this stream ends): shutdown
+/// waits for the writers, so what was queued is not lost in the peer's buffers when the
+/// connection goes.
+async fn close(t: &mut Task, ended: &mut watch::Receiver<Option<Ended>>) {
+    let token = t.link.token.clone();
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => {}
+        _ = async {
+            let _ = t.write.close().await;
+            if t.shared.closing.is_cancelled() {
+                let _ = ended.wait_for(|e| e.is_some()).await;
+            }
+        } => {}
+    }
+}
+
+/// The peer reset the stream (or writing on it failed). Moves onto a spare of the name and
+/// writes again what the peer could not have read; or, with no spare yet, hands that and the
+/// queue over to the next writer of the name. `lost` messages (being written on a settled
+/// stream) are counted. Returns `None` to go on writing, `Some` to stop.
+async fn recover(
+    t: &mut Task,
+    ended: &mut watch::Receiver<Option<Ended>>,
+    buf: &mut BytesMut,
+    lost: u64,
+) -> Option<Stop> {
+    let peer = t.ids.peer;
+    if t.link.token.is_cancelled() {
+        // Not the peer: the session or the node is ending.
+        return Some(Stop::Cancelled);
+    }
+    if lost > 0 {
+        t.stats.lost(lost);
+    }
+    let mut resend = t.copies.take();
+    let resent = resend.len() as u64;
+    // Move onto the peer's own stream of the name, if it is here.
+    while let Some(spare) = t.shared.sessions.take_spare(&peer, t.ids.session, &t.name) {
+        *lock(&spare.link.writer_of) = Some(t.slot.clone());
+        t.write = spare.write;
+        t.link = spare.link;
+        *ended = t.link.ended.subscribe();
+        t.end_seen = false;
+        // The peer's own stream: it never resets it under Go's rule.
+        t.copies = Copies::settled();
+        buf.clear();
+        for m in &resend {
+            encode(buf, m, t.cipher.as_deref());
+        }
+        let written = async {
+            t.write.write_all(buf).await?;
+            t.write.flush().await
+        }
+        .await;
+        if written.is_ok() {
+            report(t, resent, lost, "moved");
+            tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
+            return None;
+        }
+        // That one is gone too: try the next.
+    }
+    // None yet: hand everything over, atomically with leaving the slot, so that the next writer
+    // of the name (the peer's stream when it comes, or the next send's) writes it first, in
+    // order.
+    let Some(slot) = t.slot.upgrade() else {
+        t.stats.lost(resent);
+        report(t, 0, lost + resent, "kept");
+        return Some(Stop::Failed);
+    };
+    let (rx, gate, stats) = (&mut t.rx, &t.gate, &t.stats);
+    let mut queued = 0usize;
+    let kept = t
+        .shared
+        .sessions
+        .hand_over(&peer, t.ids.session, &t.name, &slot, |stash| {
+            rx.close();
+            stash.extend(resend.drain(..));
+            while let Ok(m) = rx.try_recv() {
+                stash.push_back(m);
+                queued += 1;
+            }
+            if let Some(g) = gate
+                && queued > 0
+            {
+                g.release(queued);
+                stats.pending(-(queued as i64));
+            }
+        });
+    if !kept {
+        // The session is gone: what was to be written again is lost (the queue is counted when
+        // the task ends).
+        t.stats.lost(resent);
+        report(t, 0, lost + resent, "kept");
+        return Some(Stop::Failed);
+    }
+    let resent = resent + queued as u64;
+    report(t, resent, lost, "kept");
+    tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: kept for the next stream of the name");
+    Some(Stop::HandedOver)
+}
+
+fn report(t: &Task, resent: u64, lost: u64, outcome: &'static str) {
+    let outcome = if resent == 0 && lost == 0 && outcome == "moved" {
+        "settled"
+    } else {
+        outcome
+    };
+    metrics::counter!(m::STREAM_RESETS, "outcome" => outcome).increment(1);
+    t.shared.emit(Event::StreamReset(StreamReset {
+        peer: t.ids.peer,
+        stream: t.name.to_string(),
+        resent,
+        lost,
+        at: SystemTime::now(),
+    }));
+}
+
+/// The task ends: whatever is still queued, or was being written, may not have reached the
+/// peer: count it.
+fn finish(mut t: Task, stop: Stop, in_flight: u64) {
+    let peer = t.ids.peer;
+    if matches!(stop, Stop::Failed)
+        && let Some(slot) = t.slot.upgrade()
+    {
+        t.shared.sessions.invalidate(&peer, &t.name, &slot);
+    }
+    t.rx.close();
     let mut queued = 0u64;
-    while rx.try_recv().is_ok() {
+    while t.rx.try_recv().is_ok() {
         queued += 1;
     }
-    if let Some(g) = &gate
+    if let Some(g) = &t.gate
         && queued > 0
     {
         g.release(queued as usize);
-        stats.pending(-(queued as i64));
+        t.stats.pending(-(queued as i64));
     }
     let lost = in_flight + queued;
     if lost > 0 {
-        tracing::warn!(%peer, stream = &*name, lost, "queued messages lost: stream closed");
-        stats.lost(lost);
+        tracing::warn!(%peer, stream = &*t.name, lost, "queued messages lost: stream closed");
+        t.stats.lost(lost);
     }
 }
 

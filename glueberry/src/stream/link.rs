@@ -1,0 +1,179 @@
+//! What a stream's reader and its writer share, and the streams a writer can move onto.
+//!
+//! Under Go Glueberry's stream rule a peer keeps its own stream of a name and resets any second
+//! inbound one, so when both sides open a name at once the peer resets ours. The node then
+//! moves its writer onto the peer's stream (a *spare*: an inbound stream of the name that the
+//! node reads but does not write on) and writes again what the peer could not have read; if the
+//! peer's stream has not arrived yet, what was written and what is queued is *handed over* to the
+//! session, and the next writer of the name writes it first (docs/protocol.md, "Streams").
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::io::WriteHalf;
+use libp2p::Stream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Slot;
+
+/// How a stream's read side ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The peer closed its side cleanly.
+    Eof,
+    /// Reading failed: the peer reset the stream (or the connection went).
+    Reset,
+    /// This node ended it (a framing error, the session or the node going).
+    Local,
+}
+
+/// Shared by one stream's reader and whoever writes on it.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// The stream's token: cancelling it ends both tasks.
+    pub(crate) token: CancellationToken,
+    /// Set once by the reader when it ends.
+    pub(crate) ended: watch::Sender<Option<Ended>>,
+    /// The slot this stream writes for, once it does: its reader invalidates it when the peer
+    /// closes its side.
+    pub(crate) writer_of: Mutex<Option<Weak<Slot>>>,
+}
+
+impl Link {
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            ended: watch::channel(None).0,
+            writer_of: Mutex::new(None),
+        }
+    }
+
+    /// Whether the read side has ended.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+}
+
+/// An inbound stream the node reads but does not write on, with its write half kept open (a
+/// Go peer drops a stream whose other side closes).
+#[derive(Debug)]
+pub(crate) struct Spare {
+    pub(crate) id: u64,
+    pub(crate) write: WriteHalf<Stream>,
+    pub(crate) link: std::sync::Arc<Link>,
+}
+
+/// How long, and for how many bytes, a writer keeps copies of what it wrote on a stream it
+/// opened, in case the peer resets it under Go's rule.
+///
+/// The peer resets at once, when the stream arrives, before reading anything: so within about a
+/// round trip, and before the writer can have written more than the initial window the peer's
+/// muxer granted (yamux: 256 KiB; QUIC in go-libp2p: 512 KiB), since a peer that does not read
+/// grants no more. Past either bound the stream has *settled* and the copies are dropped.
+pub(crate) const SETTLE_BYTES: usize = 1024 * 1024;
+/// See [`SETTLE_BYTES`].
+pub(crate) const SETTLE_TIME: Duration = Duration::from_secs(5);
+
+/// The copies a writer keeps of what it wrote on a stream that has not settled.
+#[derive(Debug, Default)]
+pub(crate) struct Copies {
+    msgs: VecDeque<Bytes>,
+    written: usize,
+    /// When the stream settles; `None` once it has (or for a stream the peer opened: the peer
+    /// never resets its own).
+    until: Option<Instant>,
+}
+
+impl Copies {
+    /// For a stream this node opened at `now`.
+    pub(crate) fn unsettled(now: Instant) -> Self {
+        Self {
+            until: Some(now + SETTLE_TIME),
+            ..Self::default()
+        }
+    }
+
+    /// For a stream the peer opened.
+    pub(crate) fn settled() -> Self {
+        Self::default()
+    }
+
+    /// When the copies go, if they have not yet.
+    pub(crate) fn until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// Keeps `m`, about to be written, while the stream has not settled.
+    pub(crate) fn keep(&mut self, m: &Bytes) {
+        if self.until.is_some() {
+            self.msgs.push_back(m.clone());
+        }
+    }
+
+    /// `n` more bytes were written at `now`.
+    pub(crate) fn written(&mut self, n: usize, now: Instant) {
+        self.written += n;
+        if self.until.is_some_and(|t| now >= t) || self.written >= SETTLE_BYTES {
+            self.settle();
+        }
+    }
+
+    /// The stream has settled: nothing to keep.
+    pub(crate) fn settle(&mut self) {
+        self.until = None;
+        self.msgs = VecDeque::new();
+    }
+
+    /// Takes the copies (the stream was reset): from now on nothing is kept.
+    pub(crate) fn take(&mut self) -> VecDeque<Bytes> {
+        self.until = None;
+        std::mem::take(&mut self.msgs)
+    }
+
+    /// Copies kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.msgs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_are_kept_until_the_stream_settles_by_bytes_or_time() {
+        let t0 = Instant::now();
+        let mut c = Copies::unsettled(t0);
+        let m = Bytes::from(vec![0u8; 300 * 1024]);
+        for _ in 0..3 {
+            c.keep(&m);
+            c.written(m.len(), t0);
+        }
+        assert_eq!(c.len(), 3);
+        // The fourth write passes 1 MiB: the peer read (granted window), the stream settled.
+        c.keep(&m);
+        c.written(m.len(), t0);
+        assert_eq!((c.len(), c.until()), (0, None));
+        c.keep(&m);
+        assert_eq!(c.len(), 0);
+
+        let mut c = Copies::unsettled(t0);
+        c.keep(&m);
+        c.written(1, t0 + SETTLE_TIME);
+        assert_eq!(c.len(), 0);
+
+        let mut c = Copies::settled();
+        c.keep(&m);
+        assert_eq!(c.take().len(), 0);
+
+        let mut c = Copies::unsettled(t0);
+        c.keep(&m);
+        assert_eq!(c.take().len(), 1);
+        c.keep(&m);
+        assert_eq!(c.len(), 0, "after a reset nothing more is kept");
+    }
+}
