@@ -339,3 +339,51 @@ async fn a_subscriber_that_never_reads_delays_nobody_and_sees_its_lag() {
     }
     assert_eq!(idle.recv().await.unwrap_err(), glueberry::RecvError::Closed);
 }
+
+/// A peer whose yamux sends frames as large as its window (js-libp2p): no window the node grants
+/// lets it send a frame rust-yamux refuses, so 1 MiB messages and bursts of 64 KiB ones arrive
+/// and the connection lives (docs/protocol.md, "yamux settings").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_sized_frames_from_a_js_like_yamux_are_accepted() {
+    let node = started(config(Transport::Tcp)).await;
+    let mut sub = node.subscribe_events();
+    let addr = node.listen_addrs()[0].clone();
+    let target = {
+        let (mut ip, mut port) = (None, None);
+        for p in addr.iter() {
+            match p {
+                libp2p::multiaddr::Protocol::Ip4(a) => ip = Some(a),
+                libp2p::multiaddr::Protocol::Tcp(p) => port = Some(p),
+                _ => {}
+            }
+        }
+        std::net::SocketAddr::from((ip.unwrap(), port.unwrap()))
+    };
+    let mut messages: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 64 * 1024]).collect();
+    messages.extend((0..64u8).map(|i| vec![i; 1024 * 1024]));
+    let reader = {
+        let (node, n) = (node.clone(), messages.len());
+        tokio::spawn(async move {
+            let q = node.messages();
+            let mut got = Vec::new();
+            for _ in 0..n {
+                got.push(within(q.recv()).await.unwrap().data);
+            }
+            got
+        })
+    };
+    let (peer, driver) = send_in_window_sized_frames(target, &messages)
+        .await
+        .unwrap();
+    let got = within(reader).await.unwrap();
+    assert_eq!(got.len(), messages.len());
+    for (g, m) in got.iter().zip(&messages) {
+        assert_eq!(g.as_ref(), m.as_slice());
+    }
+    assert!(!driver.is_finished(), "the connection is still up");
+    assert_eq!(node.connection_state(&peer), State::Connected);
+    while let Ok(Some(e)) = sub.try_recv() {
+        assert!(!matches!(e, glueberry::Event::StreamFault(_)), "{e:?}");
+    }
+    node.shutdown().await;
+}

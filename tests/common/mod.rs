@@ -2,12 +2,14 @@
 //! examples, and a raw libp2p peer that can send anything.
 
 mod attack;
+mod bigframes;
 mod blackhole;
 mod crash;
 mod gorule;
 mod proxy;
 
 pub use attack::{Flood, hosts};
+pub use bigframes::send_in_window_sized_frames;
 pub use blackhole::{Blackhole, LostPath, lose_path};
 pub use crash::{Crashable, crash_and_restart};
 pub use gorule::{Arrival, GoPeer};

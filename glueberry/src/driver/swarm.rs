@@ -254,11 +254,11 @@ fn close_reason(cause: Option<ConnectionError>) -> DisconnectReason {
             while let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<std::io::Error>()) {
                 e = inner;
             }
-            // libp2p-yamux's error wraps yamux's privately; its Display is yamux's.
+            // Our muxer (`transport::muxer`) passes yamux's error on as it is.
             let yamux_closed = e
                 .get_ref()
-                .and_then(|inner| inner.downcast_ref::<libp2p::yamux::Error>())
-                .is_some_and(|y| y.to_string() == yamux::ConnectionError::Closed.to_string());
+                .and_then(|inner| inner.downcast_ref::<yamux::ConnectionError>())
+                .is_some_and(|y| matches!(y, yamux::ConnectionError::Closed));
             // quinn reports a peer's close as "closed by peer" (ApplicationClosed) inside
             // libp2p-quic's error, which is not reachable by downcasting.
             if yamux_closed

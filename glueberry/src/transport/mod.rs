@@ -1,7 +1,9 @@
-//! The transports: TCP + Noise + yamux and QUIC v1, with a deadline on every connection's
-//! security handshake, eviction of the oldest pending inbound connection when all places are
-//! taken ([`pending`]), and a kill switch on every connection ([`sever`]).
+//! The transports: TCP + Noise + yamux (windows no peer can overflow, [`muxer`]) and QUIC v1,
+//! with a deadline on every connection's security handshake, eviction of the oldest pending
+//! inbound connection when all places are taken ([`pending`]), and a kill switch on every
+//! connection ([`sever`]).
 
+mod muxer;
 pub(crate) mod pending;
 pub(crate) mod sever;
 
@@ -12,7 +14,7 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport as _};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::{PeerId, noise, quic, tcp, yamux};
+use libp2p::{PeerId, noise, quic, tcp};
 
 /// What the transports are built from.
 pub(crate) struct Settings {
@@ -33,7 +35,7 @@ pub(crate) fn build(
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .upgrade(Version::V1Lazy)
         .authenticate(noise::Config::new(key).map_err(io::Error::other)?)
-        .multiplex(yamux::Config::default())
+        .multiplex(muxer::Upgrade::new())
         .timeout(settings.handshake_timeout)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
     let quic = quic::tokio::Transport::new(quic_config(key, settings))
