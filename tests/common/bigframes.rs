@@ -22,7 +22,7 @@ pub async fn send_in_window_sized_frames(
     let key = identity::Keypair::generate_ed25519();
     let v = multistream_select::Version::V1;
     let (_, io) = multistream_select::dialer_select_proto(tcp.compat(), ["/noise"], v).await?;
-    let (peer, secure) = noise::Config::new(&key)?
+    let (_, secure) = noise::Config::new(&key)?
         .upgrade_outbound(io, "/noise")
         .await?;
     let (_, io) = multistream_select::dialer_select_proto(secure, ["/yamux/1.0.0"], v).await?;
