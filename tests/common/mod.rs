@@ -201,6 +201,15 @@ pub async fn wait_fault(sub: &mut Subscription, peer: PeerId) -> glueberry::Stre
     .await
 }
 
+/// How a [`RawPeer`] secures TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Noise, as every Glueberry node.
+    Noise,
+    /// TLS 1.3 only (a go-libp2p node configured for it).
+    Tls,
+}
+
 /// A bare libp2p peer (TCP + Noise + yamux, and QUIC; libp2p-stream) that writes whatever
 /// bytes a test wants on Glueberry streams.
 pub struct RawPeer {
@@ -223,19 +232,40 @@ impl RawPeer {
 
     /// [`RawPeer::dial`] with a given identity.
     pub fn dial_as(keypair: ed25519::Keypair, addr: Multiaddr) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone().into())
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_quic()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        Self::dial_with(keypair, addr, Security::Noise)
+    }
+
+    /// A swarm of this peer's kind over TCP secured by `security` only (and QUIC).
+    pub fn swarm(
+        keypair: &ed25519::Keypair,
+        security: Security,
+    ) -> libp2p::Swarm<libp2p_stream::Behaviour> {
+        macro_rules! swarm {
+            ($security:expr) => {
+                libp2p::SwarmBuilder::with_existing_identity(keypair.clone().into())
+                    .with_tokio()
+                    .with_tcp(
+                        libp2p::tcp::Config::default(),
+                        $security,
+                        libp2p::yamux::Config::default,
+                    )
+                    .unwrap()
+                    .with_quic()
+                    .with_behaviour(|_| libp2p_stream::Behaviour::new())
+                    .unwrap()
+                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                    .build()
+            };
+        }
+        match security {
+            Security::Noise => swarm!(libp2p::noise::Config::new),
+            Security::Tls => swarm!(libp2p::tls::Config::new),
+        }
+    }
+
+    /// [`RawPeer::dial_as`], its TCP secured by `security` only.
+    pub fn dial_with(keypair: ed25519::Keypair, addr: Multiaddr, security: Security) -> Self {
+        let mut swarm = Self::swarm(&keypair, security);
         let control = swarm.behaviour().new_control();
         let peer_id = *swarm.local_peer_id();
         swarm.dial(addr).unwrap();

@@ -5,6 +5,7 @@
 
 mod muxer;
 pub(crate) mod pending;
+mod security;
 pub(crate) mod sever;
 
 use std::io;
@@ -14,7 +15,7 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport as _};
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::{PeerId, noise, quic, tcp};
+use libp2p::{PeerId, noise, quic, tcp, tls};
 
 /// What the transports are built from.
 pub(crate) struct Settings {
@@ -34,7 +35,12 @@ pub(crate) fn build(
 ) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .upgrade(Version::V1Lazy)
-        .authenticate(noise::Config::new(key).map_err(io::Error::other)?)
+        // Noise first (every Glueberry node speaks it); TLS 1.3 for go-libp2p nodes set up
+        // for it (go-libp2p's default offers TLS first and accepts both).
+        .authenticate(security::Select(
+            noise::Config::new(key).map_err(io::Error::other)?,
+            tls::Config::new(key).map_err(io::Error::other)?,
+        ))
         .multiplex(muxer::Upgrade::new())
         .timeout(settings.handshake_timeout)
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
