@@ -33,17 +33,35 @@ pub(crate) fn build(
     switches: sever::Switches,
     slots: pending::Slots,
 ) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
+    // Noise first (every Glueberry node speaks it); TLS 1.3 for go-libp2p nodes set up for it
+    // (go-libp2p's default offers TLS first and accepts both).
+    let security = security::Select(
+        noise::Config::new(key).map_err(io::Error::other)?,
+        tls::Config::new(key).map_err(io::Error::other)?,
+    );
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
         .upgrade(Version::V1Lazy)
-        // Noise first (every Glueberry node speaks it); TLS 1.3 for go-libp2p nodes set up
-        // for it (go-libp2p's default offers TLS first and accepts both).
-        .authenticate(security::Select(
-            noise::Config::new(key).map_err(io::Error::other)?,
-            tls::Config::new(key).map_err(io::Error::other)?,
-        ))
+        .authenticate(security.clone())
         .multiplex(muxer::Upgrade::new())
         .timeout(settings.handshake_timeout)
-        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed();
+    // WebSocket (`/tcp/<port>/ws` addresses) over its own TCP transport, secured and muxed the
+    // same way (feature `websocket`).
+    #[cfg(feature = "websocket")]
+    let tcp = libp2p::websocket::Config::new(tcp::tokio::Transport::new(
+        tcp::Config::default().nodelay(true),
+    ))
+    .upgrade(Version::V1Lazy)
+    .authenticate(security)
+    .multiplex(muxer::Upgrade::new())
+    .timeout(settings.handshake_timeout)
+    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+    .or_transport(tcp)
+    .map(|either, _| either.into_inner())
+    .boxed();
+    #[cfg(not(feature = "websocket"))]
+    drop(security);
     let quic = quic::tokio::Transport::new(quic_config(key, settings))
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
     let both = tcp
