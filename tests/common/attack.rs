@@ -98,13 +98,7 @@ async fn idle_noise_once(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let tcp = connect_from(ip, target).await?;
     connects.fetch_add(1, Ordering::Relaxed);
-    let key = identity::Keypair::generate_ed25519();
-    let v = multistream_select::Version::V1;
-    let (_, io) = multistream_select::dialer_select_proto(tcp.compat(), ["/noise"], v).await?;
-    let (_, secure) = noise::Config::new(&key)?
-        .upgrade_outbound(io, "/noise")
-        .await?;
-    let (_, io) = multistream_select::dialer_select_proto(secure, ["/yamux/1.0.0"], v).await?;
+    let (_, io) = noise_then_yamux(tcp).await?;
     let mut muxer = yamux::Config::default()
         .upgrade_outbound(io, "/yamux/1.0.0")
         .await?;
@@ -119,4 +113,25 @@ async fn idle_noise_once(
         .await?;
         drop(stream);
     }
+}
+
+/// A Noise session over TCP, as a libp2p dialer gets it.
+pub(crate) type Secured = noise::Output<
+    multistream_select::Negotiated<tokio_util::compat::Compat<tokio::net::TcpStream>>,
+>;
+
+/// Noise over `tcp` as a fresh identity, then yamux negotiated (multistream-select 1.0): what
+/// is left is the secured stream to run a yamux of one's own on, and the identity.
+pub(crate) async fn noise_then_yamux(
+    tcp: tokio::net::TcpStream,
+) -> Result<(identity::Keypair, multistream_select::Negotiated<Secured>), Box<dyn std::error::Error>>
+{
+    let key = identity::Keypair::generate_ed25519();
+    let v = multistream_select::Version::V1;
+    let (_, io) = multistream_select::dialer_select_proto(tcp.compat(), ["/noise"], v).await?;
+    let (_, secure) = noise::Config::new(&key)?
+        .upgrade_outbound(io, "/noise")
+        .await?;
+    let (_, io) = multistream_select::dialer_select_proto(secure, ["/yamux/1.0.0"], v).await?;
+    Ok((key, io))
 }

@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 
 use futures::AsyncWriteExt as _;
-use libp2p::core::upgrade::OutboundConnectionUpgrade as _;
-use libp2p::{PeerId, identity, noise};
-use tokio_util::compat::TokioAsyncReadCompatExt as _;
+use libp2p::PeerId;
 
 use crate::frame;
 
@@ -19,13 +17,8 @@ pub async fn send_in_window_sized_frames(
     messages: &[Vec<u8>],
 ) -> Result<(PeerId, tokio::task::JoinHandle<String>), Box<dyn std::error::Error>> {
     let tcp = tokio::net::TcpStream::connect(target).await?;
-    let key = identity::Keypair::generate_ed25519();
+    let (key, io) = crate::attack::noise_then_yamux(tcp).await?;
     let v = multistream_select::Version::V1;
-    let (_, io) = multistream_select::dialer_select_proto(tcp.compat(), ["/noise"], v).await?;
-    let (_, secure) = noise::Config::new(&key)?
-        .upgrade_outbound(io, "/noise")
-        .await?;
-    let (_, io) = multistream_select::dialer_select_proto(secure, ["/yamux/1.0.0"], v).await?;
     let mut config = yamux::Config::default();
     config.set_split_send_size(16 * 1024 * 1024);
     let mut connection = yamux::Connection::new(io, config, yamux::Mode::Client);

@@ -8,16 +8,18 @@
 //! session, and the next writer of the name writes it first (docs/protocol.md, "Streams").
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::io::WriteHalf;
-use libp2p::Stream;
+use libp2p::{PeerId, Stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Slot;
+use super::{Sessions, Slot};
+use crate::shared::lock;
 
 /// How a stream's read side ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,7 @@ impl Link {
 pub(crate) struct Spare {
     pub(crate) id: u64,
     pub(crate) write: WriteHalf<Stream>,
-    pub(crate) link: std::sync::Arc<Link>,
+    pub(crate) link: Arc<Link>,
 }
 
 /// How long, and for how many bytes, a writer keeps copies of what it wrote on a stream it
@@ -137,6 +139,95 @@ impl Copies {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.msgs.len()
+    }
+}
+
+/// The spares and the hand-over of a session, by (peer, name).
+impl Sessions {
+    /// Keeps `spare` for (peer, name) while its session lasts (dropped otherwise).
+    pub(super) fn add_spare(&self, peer: &PeerId, session: u64, name: &Arc<str>, spare: Spare) {
+        if let Some(s) = lock(&self.inner).get_mut(peer)
+            && s.id == session
+        {
+            s.spares.entry(name.clone()).or_default().push(spare);
+        }
+    }
+
+    /// Drops the spare `id` of (peer, name), if it is still one (its reader ended).
+    pub(super) fn remove_spare(&self, peer: &PeerId, session: u64, name: &str, id: u64) {
+        let removed = {
+            let mut map = lock(&self.inner);
+            let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
+                return;
+            };
+            let Some(list) = s.spares.get_mut(name) else {
+                return;
+            };
+            let removed = list
+                .iter()
+                .position(|sp| sp.id == id)
+                .map(|i| list.remove(i));
+            if list.is_empty() {
+                s.spares.remove(name);
+            }
+            removed
+        };
+        // Closed outside the lock.
+        drop(removed);
+    }
+
+    /// A spare of (peer, name) to write on, the newest whose reader still runs.
+    pub(super) fn take_spare(&self, peer: &PeerId, session: u64, name: &str) -> Option<Spare> {
+        let mut map = lock(&self.inner);
+        let s = map.get_mut(peer).filter(|s| s.id == session)?;
+        let list = s.spares.get_mut(name)?;
+        let mut found = None;
+        while let Some(sp) = list.pop() {
+            if !sp.link.has_ended() {
+                found = Some(sp);
+                break;
+            }
+        }
+        if list.is_empty() {
+            s.spares.remove(name);
+        }
+        found
+    }
+
+    /// What a writer handed over for (peer, name), to write first.
+    pub(super) fn take_stash(&self, peer: &PeerId, session: u64, name: &str) -> VecDeque<Bytes> {
+        lock(&self.inner)
+            .get_mut(peer)
+            .filter(|s| s.id == session)
+            .and_then(|s| s.stash.remove(name))
+            .unwrap_or_default()
+    }
+
+    /// A writer whose stream the peer reset, with nowhere to move: in one step (under the
+    /// lock, so that no new writer of the name starts in between), `slot` stops being the
+    /// writer and `fill` moves what is to be written again, and what is still queued, into the
+    /// session for the next writer of the name. Returns false if the session is gone (nothing
+    /// was kept).
+    pub(super) fn hand_over(
+        &self,
+        peer: &PeerId,
+        session: u64,
+        name: &Arc<str>,
+        slot: &Slot,
+        fill: impl FnOnce(&mut VecDeque<Bytes>),
+    ) -> bool {
+        let mut map = lock(&self.inner);
+        let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
+            return false;
+        };
+        if s.slots
+            .get(name)
+            .is_some_and(|cur| std::ptr::eq(&**cur, slot))
+        {
+            s.slots.remove(name);
+        }
+        fill(s.stash.entry(name.clone()).or_default());
+        true
     }
 }
 

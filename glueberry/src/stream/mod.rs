@@ -291,92 +291,6 @@ impl Sessions {
         }
     }
 
-    /// Keeps `spare` for (peer, name) while its session lasts (dropped otherwise).
-    fn add_spare(&self, peer: &PeerId, session: u64, name: &Arc<str>, spare: Spare) {
-        if let Some(s) = lock(&self.inner).get_mut(peer)
-            && s.id == session
-        {
-            s.spares.entry(name.clone()).or_default().push(spare);
-        }
-    }
-
-    /// Drops the spare `id` of (peer, name), if it is still one (its reader ended).
-    fn remove_spare(&self, peer: &PeerId, session: u64, name: &str, id: u64) {
-        let removed = {
-            let mut map = lock(&self.inner);
-            let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
-                return;
-            };
-            let Some(list) = s.spares.get_mut(name) else {
-                return;
-            };
-            let removed = list
-                .iter()
-                .position(|sp| sp.id == id)
-                .map(|i| list.remove(i));
-            if list.is_empty() {
-                s.spares.remove(name);
-            }
-            removed
-        };
-        // Closed outside the lock.
-        drop(removed);
-    }
-
-    /// A spare of (peer, name) to write on, the newest whose reader still runs.
-    fn take_spare(&self, peer: &PeerId, session: u64, name: &str) -> Option<Spare> {
-        let mut map = lock(&self.inner);
-        let s = map.get_mut(peer).filter(|s| s.id == session)?;
-        let list = s.spares.get_mut(name)?;
-        let mut found = None;
-        while let Some(sp) = list.pop() {
-            if !sp.link.has_ended() {
-                found = Some(sp);
-                break;
-            }
-        }
-        if list.is_empty() {
-            s.spares.remove(name);
-        }
-        found
-    }
-
-    /// What a writer handed over for (peer, name), to write first.
-    fn take_stash(&self, peer: &PeerId, session: u64, name: &str) -> VecDeque<Bytes> {
-        lock(&self.inner)
-            .get_mut(peer)
-            .filter(|s| s.id == session)
-            .and_then(|s| s.stash.remove(name))
-            .unwrap_or_default()
-    }
-
-    /// A writer whose stream the peer reset, with nowhere to move: in one step (under the
-    /// lock, so that no new writer of the name starts in between), `slot` stops being the
-    /// writer and `fill` moves what is to be written again, and what is still queued, into the
-    /// session for the next writer of the name. Returns false if the session is gone (nothing
-    /// was kept).
-    fn hand_over(
-        &self,
-        peer: &PeerId,
-        session: u64,
-        name: &Arc<str>,
-        slot: &Slot,
-        fill: impl FnOnce(&mut VecDeque<Bytes>),
-    ) -> bool {
-        let mut map = lock(&self.inner);
-        let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
-            return false;
-        };
-        if s.slots
-            .get(name)
-            .is_some_and(|cur| std::ptr::eq(&**cur, slot))
-        {
-            s.slots.remove(name);
-        }
-        fill(s.stash.entry(name.clone()).or_default());
-        true
-    }
-
     fn reader_ended(&self, peer: &PeerId, name: &str, session: u64) {
         if let Some(s) = lock(&self.inner).get_mut(peer)
             && s.id == session
@@ -481,7 +395,8 @@ pub(crate) async fn open(
             session: route.session,
         };
         tracing::debug!(%peer, stream = &*route.name, "writing on the peer's stream");
-        return Ok(start_writer(
+        let (w, rx, gate) = queue(shared);
+        run_writer(
             shared,
             ids,
             route.name.clone(),
@@ -489,8 +404,11 @@ pub(crate) async fn open(
             spare.write,
             spare.link,
             &route.slot,
+            rx,
+            gate,
             Copies::settled(),
-        ));
+        );
+        return Ok(w);
     }
     let err = |reason: String| Error::OpenStream {
         peer,
@@ -569,17 +487,7 @@ fn spawn(
 ) -> Option<Writer> {
     let link = Arc::new(Link::new(session.child_token()));
     let (read, write) = stream.split();
-    let (tx, rx) = mpsc::channel(shared.config.high_watermark);
-    let gate = shared.config.backpressure.then(|| {
-        Arc::new(Gate::new(
-            shared.config.high_watermark,
-            shared.config.low_watermark,
-        ))
-    });
-    let w = Writer {
-        tx,
-        gate: gate.clone(),
-    };
+    let (w, rx, gate) = queue(shared);
     // While shutting down, an inbound stream is only read: no writer may start that shutdown
     // would then wait for.
     let draining = shared
@@ -643,19 +551,9 @@ fn spawn(
     is_writer.then_some(w)
 }
 
-/// Makes `write` (the write half of a running stream, whose reader shares `link`) the writer of
-/// `slot`: a spare adopted by a sender.
-#[allow(clippy::too_many_arguments)]
-fn start_writer(
-    shared: &Arc<Shared>,
-    ids: Ids,
-    name: Arc<str>,
-    cipher: Option<Arc<Cipher>>,
-    write: WriteHalf<Stream>,
-    link: Arc<Link>,
-    slot: &Arc<Slot>,
-    copies: Copies,
-) -> Writer {
+/// A writer's queue (`high_watermark` messages) and its flow-control gate: the senders' side,
+/// and the writer task's.
+fn queue(shared: &Shared) -> (Writer, mpsc::Receiver<Bytes>, Option<Arc<Gate>>) {
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
     let gate = shared.config.backpressure.then(|| {
         Arc::new(Gate::new(
@@ -663,19 +561,11 @@ fn start_writer(
             shared.config.low_watermark,
         ))
     });
-    run_writer(
-        shared,
-        ids,
-        name,
-        cipher,
-        write,
-        link,
-        slot,
-        rx,
-        gate.clone(),
-        copies,
-    );
-    Writer { tx, gate }
+    let w = Writer {
+        tx,
+        gate: gate.clone(),
+    };
+    (w, rx, gate)
 }
 
 /// Spawns the writer task of `slot` on `write`.
