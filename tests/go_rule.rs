@@ -106,3 +106,38 @@ async fn tcp_the_peer_resets_ours_before_its_stream_comes() {
 async fn quic_the_peer_resets_ours_before_its_stream_comes() {
     simultaneous_first_send(Transport::Quic, Arrival::ResetFirst).await;
 }
+
+/// The node sends and shuts down at once, while the peer (Go's rule, slow to accept) has not
+/// reset the node's stream yet: the writer waits for the stream to settle or be reset, moves
+/// onto the peer's stream, and what `send` returned for still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_sends_right_before_shutdown_reach_a_go_rule_peer() {
+    let node = started(config(Transport::Tcp)).await;
+    let mut events = node.subscribe_events();
+    let mut peer = GoPeer::dial(
+        node.listen_addrs()[0].clone(),
+        node.peer_id(),
+        &node.public_key(),
+        &["messages"],
+        Arrival::GoRule {
+            delay: Duration::from_millis(200),
+        },
+    )
+    .await;
+    wait_state(&mut events, peer.peer_id(), State::Connected).await;
+    node.complete_handshake(peer.peer_id(), peer.public_key(), &["messages"])
+        .await
+        .unwrap();
+    for i in 0..N {
+        node.send(peer.peer_id(), "messages", format!("node {i}"))
+            .await
+            .unwrap();
+    }
+    // The peer's own stream of the name, before the node's reaches its handler.
+    peer.send("messages", b"peer").await;
+    within(node.shutdown()).await;
+    for i in 0..N {
+        let (_, data) = within(peer.received.recv()).await.unwrap();
+        assert_eq!(String::from_utf8(data).unwrap(), format!("node {i}"));
+    }
+}

@@ -144,13 +144,27 @@ impl Copies {
 
 /// The spares and the hand-over of a session, by (peer, name).
 impl Sessions {
-    /// Keeps `spare` for (peer, name) while its session lasts (dropped otherwise).
-    pub(super) fn add_spare(&self, peer: &PeerId, session: u64, name: &Arc<str>, spare: Spare) {
-        if let Some(s) = lock(&self.inner).get_mut(peer)
-            && s.id == session
-        {
-            s.spares.entry(name.clone()).or_default().push(spare);
+    /// Keeps `spare` for (peer, name) while its session lasts (dropped otherwise). If a writer of
+    /// the name handed messages over and no writer took them yet, the spare is to write them
+    /// instead: a new slot is made the name's and returned with it.
+    pub(super) fn add_spare(
+        &self,
+        peer: &PeerId,
+        session: u64,
+        name: &Arc<str>,
+        spare: Spare,
+    ) -> Option<(Arc<Slot>, Spare)> {
+        let mut map = lock(&self.inner);
+        let s = map.get_mut(peer).filter(|s| s.id == session)?;
+        let waiting = s.stash.get(name).is_some_and(|m| !m.is_empty());
+        let draining = self.draining.load(std::sync::atomic::Ordering::Acquire);
+        if waiting && !draining && !s.slots.contains_key(name) {
+            let slot = Arc::new(Slot::new(s.stats.stream(name)));
+            s.slots.insert(name.clone(), slot.clone());
+            return Some((slot, spare));
         }
+        s.spares.entry(name.clone()).or_default().push(spare);
+        None
     }
 
     /// Drops the spare `id` of (peer, name), if it is still one (its reader ended).
@@ -206,8 +220,8 @@ impl Sessions {
     /// A writer whose stream the peer reset, with nowhere to move: in one step (under the
     /// lock, so that no new writer of the name starts in between), `slot` stops being the
     /// writer and `fill` moves what is to be written again, and what is still queued, into the
-    /// session for the next writer of the name. Returns false if the session is gone (nothing
-    /// was kept).
+    /// session for the next writer of the name. Returns false if the session is gone or the node
+    /// is shutting down (nothing was kept, `fill` did not run).
     pub(super) fn hand_over(
         &self,
         peer: &PeerId,
@@ -220,6 +234,10 @@ impl Sessions {
         let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
             return false;
         };
+        if self.draining.load(std::sync::atomic::Ordering::Acquire) {
+            // Shutting down: no writer would start to write them.
+            return false;
+        }
         if s.slots
             .get(name)
             .is_some_and(|cur| std::ptr::eq(&**cur, slot))

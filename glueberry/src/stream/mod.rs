@@ -194,8 +194,15 @@ impl Sessions {
         let mut map = lock(&self.inner);
         self.draining
             .store(true, std::sync::atomic::Ordering::Release);
-        for s in map.values_mut() {
+        for (peer, s) in map.iter_mut() {
             s.slots.clear();
+            // No writer starts any more to write what was handed over.
+            for (name, msgs) in s.stash.drain() {
+                if !msgs.is_empty() {
+                    tracing::warn!(%peer, stream = &*name, lost = msgs.len(), "messages lost: the peer reset the stream and the node is shutting down");
+                    s.stats.stream(&name).lost(msgs.len() as u64);
+                }
+            }
         }
     }
 
@@ -529,10 +536,31 @@ fn spawn(
             write,
             link: link.clone(),
         };
-        shared
+        match shared
             .sessions
-            .add_spare(&ids.peer, ids.session, &name, spare);
-        Some(id)
+            .add_spare(&ids.peer, ids.session, &name, spare)
+        {
+            None => Some(id),
+            // A writer of the name handed its messages over meanwhile, with nowhere to move:
+            // this stream (the peer's own) writes them.
+            Some((slot, spare)) => {
+                let (w, rx, gate) = queue(shared);
+                let _ = slot.cell.set(w);
+                run_writer(
+                    shared,
+                    ids,
+                    name.clone(),
+                    cipher.clone(),
+                    spare.write,
+                    spare.link,
+                    &slot,
+                    rx,
+                    gate,
+                    Copies::settled(),
+                );
+                None
+            }
+        }
     };
     let span = tracing::debug_span!("glueberry.receive", peer = %ids.peer, stream = &*name);
     shared.tracker.spawn(

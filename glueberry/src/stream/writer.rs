@@ -71,11 +71,15 @@ pub(super) async fn run(mut t: Task) {
     let stop = loop {
         buf.clear();
         if !pending.is_empty() {
-            // Handed over by the previous writer: first, in order (already off its queue).
-            in_flight = pending.len() as u64;
-            for m in pending.drain(..) {
+            // Handed over by the previous writer: first, in order (already off its queue), a
+            // write's worth at a time.
+            in_flight = 0;
+            while buf.len() < COALESCE
+                && let Some(m) = pending.pop_front()
+            {
                 t.copies.keep(&m);
                 encode(&mut buf, &m, t.cipher.as_deref());
+                in_flight += 1;
             }
         } else {
             let until = t.copies.until();
@@ -105,6 +109,27 @@ pub(super) async fn run(mut t: Task) {
                 m = t.rx.recv() => m,
             };
             let Some(first) = first else {
+                // Every sender is gone. If the stream has not settled, a peer following Go's
+                // rule may still reset it: wait until it settles or the peer ends it.
+                if let Some(until) = t.copies.until()
+                    && !t.end_seen
+                {
+                    let token = t.link.token.clone();
+                    tokio::select! {
+                        biased;
+                        _ = token.cancelled() => break Stop::Cancelled,
+                        end = peer_ended(&mut ended) => {
+                            t.end_seen = true;
+                            if end == Ended::Reset || was_reset(&mut t.write) {
+                                match recover(&mut t, &mut ended, &mut buf, 0).await {
+                                    Some(stop) => break stop,
+                                    None => continue,
+                                }
+                            }
+                        }
+                        _ = sleep_until(Some(until)) => t.copies.settle(),
+                    }
+                }
                 close(&mut t, &mut ended).await;
                 break Stop::Done;
             };
@@ -158,7 +183,7 @@ pub(super) async fn run(mut t: Task) {
             }
         }
     };
-    finish(t, stop, in_flight);
+    finish(t, stop, in_flight).await;
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -182,8 +207,9 @@ async fn peer_ended(ended: &mut watch::Receiver<Option<Ended>>) -> Ended {
 }
 
 /// Whether the stream can no longer be written: yamux reads a reset as an end of stream, and
-/// only a write tells it apart from a clean close (after which the peer still reads). An empty
-/// write sends nothing on a live stream; one that would wait is not a reset.
+/// only a write tells it apart from a clean close (after which the peer still reads). On a live
+/// stream the empty write sends an empty data frame, which peers ignore; one that would wait
+/// (no credit left) is not a reset.
 fn was_reset(write: &mut WriteHalf<Stream>) -> bool {
     use futures::FutureExt as _;
     matches!(write.write(&[]).now_or_never(), Some(Err(_)))
@@ -219,7 +245,11 @@ async fn recover(
 ) -> Option<Stop> {
     let peer = t.ids.peer;
     if t.link.token.is_cancelled() {
-        // Not the peer: the session or the node is ending.
+        // Not the peer: the session or the node is ending. What is not written again is lost.
+        let n = lost + t.copies.take().len() as u64;
+        if n > 0 {
+            t.stats.lost(n);
+        }
         return Some(Stop::Cancelled);
     }
     if lost > 0 {
@@ -240,11 +270,19 @@ async fn recover(
         for m in &resend {
             encode(buf, m, t.cipher.as_deref());
         }
-        let written = async {
-            t.write.write_all(buf).await?;
-            t.write.flush().await
-        }
-        .await;
+        let token = t.link.token.clone();
+        let written = tokio::select! {
+            biased;
+            _ = token.cancelled() => {
+                // (`lost` is counted already.)
+                t.stats.lost(resent);
+                return Some(Stop::Cancelled);
+            }
+            r = async {
+                t.write.write_all(buf).await?;
+                t.write.flush().await
+            } => r,
+        };
         if written.is_ok() {
             report(t, resent, lost, "moved");
             tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
@@ -309,8 +347,9 @@ fn report(t: &Task, resent: u64, lost: u64, outcome: &'static str) {
 }
 
 /// The task ends: whatever is still queued, or was being written, may not have reached the
-/// peer: count it.
-fn finish(mut t: Task, stop: Stop, in_flight: u64) {
+/// peer: count it. After a hand-over, messages that a sender was still putting in the queue
+/// when it closed follow the others to the next writer.
+async fn finish(mut t: Task, stop: Stop, in_flight: u64) {
     let peer = t.ids.peer;
     if matches!(stop, Stop::Failed)
         && let Some(slot) = t.slot.upgrade()
@@ -318,17 +357,33 @@ fn finish(mut t: Task, stop: Stop, in_flight: u64) {
         t.shared.sessions.invalidate(&peer, &t.name, &slot);
     }
     t.rx.close();
-    let mut queued = 0u64;
-    while t.rx.try_recv().is_ok() {
-        queued += 1;
+    // `recv` (unlike `try_recv`) also waits for a send that had its place before the close.
+    let mut late = VecDeque::new();
+    while let Some(m) = t.rx.recv().await {
+        late.push_back(m);
     }
     if let Some(g) = &t.gate
-        && queued > 0
+        && !late.is_empty()
     {
-        g.release(queued as usize);
-        t.stats.pending(-(queued as i64));
+        g.release(late.len());
+        t.stats.pending(-(late.len() as i64));
     }
-    let lost = in_flight + queued;
+    if matches!(stop, Stop::HandedOver)
+        && !late.is_empty()
+        && let Some(slot) = t.slot.upgrade()
+    {
+        let n = late.len();
+        let kept = t
+            .shared
+            .sessions
+            .hand_over(&peer, t.ids.session, &t.name, &slot, |stash| {
+                stash.append(&mut late)
+            });
+        if kept {
+            tracing::debug!(%peer, stream = &*t.name, n, "late messages handed over too");
+        }
+    }
+    let lost = in_flight + late.len() as u64;
     if lost > 0 {
         tracing::warn!(%peer, stream = &*t.name, lost, "queued messages lost: stream closed");
         t.stats.lost(lost);
