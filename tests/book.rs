@@ -148,6 +148,29 @@ mod node {
     use glueberry::{Config, Event, Node, State};
     use glueberry_tests::*;
 
+    /// Opens the book. Another test of this binary spawns child processes; a child forked at
+    /// the moment the node still held the book's lock holds it too until it execs (the lock
+    /// belongs to the open file, which a fork shares): wait for that, as a restarted process
+    /// would not have to.
+    fn open_when_free(
+        path: &std::path::Path,
+    ) -> (
+        glueberry::book::Store,
+        glueberry::book::Book,
+        Vec<glueberry::book::Skipped>,
+        Option<glueberry::book::Recovered>,
+    ) {
+        for _ in 0..100 {
+            match glueberry::book::Store::open(path) {
+                Err(glueberry::book::BookError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("the book stays locked");
+    }
+
     fn config_at(path: &std::path::Path, key: &glueberry::identity::ed25519::Keypair) -> Config {
         Config::new(key.clone(), path, vec![Transport::Tcp.listen_addr()])
     }
@@ -215,7 +238,7 @@ mod node {
         a.shutdown().await;
 
         // What a Go node would read: the file as written.
-        let (_, book, _, _) = glueberry::book::Store::open(&path).unwrap();
+        let (_, book, _, _) = open_when_free(&path);
         let e = book.get(&b.peer_id()).unwrap();
         assert_eq!(e.addrs, b.listen_addrs());
         assert_eq!(e.metadata["role"], "validator");

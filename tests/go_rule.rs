@@ -107,9 +107,10 @@ async fn quic_the_peer_resets_ours_before_its_stream_comes() {
     simultaneous_first_send(Transport::Quic, Arrival::ResetFirst).await;
 }
 
-/// The node sends and shuts down at once, while the peer (Go's rule, slow to accept) has not
-/// reset the node's stream yet: the writer waits for the stream to settle or be reset, moves
-/// onto the peer's stream, and what `send` returned for still arrives.
+/// The node sends and shuts down at once, while the peer (Go's rule, 100 ms to accept) has not
+/// reset the node's stream yet: the writer waits a few round trips (at least 250 ms) from the
+/// stream's opening for a reset, moves onto the peer's stream, and what `send` returned for
+/// still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_sends_right_before_shutdown_reach_a_go_rule_peer() {
     let node = started(config(Transport::Tcp)).await;
@@ -120,7 +121,7 @@ async fn tcp_sends_right_before_shutdown_reach_a_go_rule_peer() {
         &node.public_key(),
         &["messages"],
         Arrival::GoRule {
-            delay: Duration::from_millis(200),
+            delay: Duration::from_millis(100),
         },
     )
     .await;

@@ -138,7 +138,11 @@ pub async fn serve(
         config(quic)
             .with_conn_high_watermark(peers * 2 + 16)
             .with_conn_low_watermark(1)
-            .with_max_pending_inbound(Some(concurrency * 2)),
+            .with_max_pending_inbound(Some(concurrency * 2))
+            // Every client comes from 127.0.0.1 and is a stranger until its handshake: the
+            // scenario measures connection setup, not admission.
+            .with_max_inbound_per_ip(None)
+            .with_max_strangers(None),
     )
     .await;
     let acceptor = {

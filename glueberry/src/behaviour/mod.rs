@@ -12,6 +12,9 @@ use crate::transport;
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/glueberry/1.0.0";
 
+/// How this crate's identify agent version begins.
+pub(crate) const AGENT_PREFIX: &str = "glueberry-rs/";
+
 /// Everything the swarm runs: the blacklist and admission (first, so they refuse before
 /// anything else sees a connection), streams (ours), identify and ping (interop with go-libp2p,
 /// round-trip times, and liveness).
@@ -58,7 +61,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
             stream: streams::Behaviour::new(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
-                    .with_agent_version(format!("glueberry-rs/{}", env!("CARGO_PKG_VERSION"))),
+                    .with_agent_version(format!("{AGENT_PREFIX}{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(
                 ping::Config::new()

@@ -185,7 +185,17 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Stream(inbound)) => self.on_inbound(inbound),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
-            )) => self.learn(peer_id, info.listen_addrs),
+            )) => {
+                // A glueberry-rs peer never resets a stream of ours (it reads every stream): no
+                // need to keep copies for it (docs/protocol.md, "Streams").
+                if info
+                    .agent_version
+                    .starts_with(crate::behaviour::AGENT_PREFIX)
+                {
+                    self.shared.sessions.never_resets(&peer_id);
+                }
+                self.learn(peer_id, info.listen_addrs);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,

@@ -199,6 +199,11 @@ impl PeerEntry {
     }
 
     /// A ping measured `rtt`.
+    /// The last ping round trip, if any.
+    pub(crate) fn last_rtt(&self) -> Option<Duration> {
+        lock(&self.link).last_rtt
+    }
+
     pub(crate) fn rtt(&self, rtt: Duration) {
         lock(&self.link).last_rtt = Some(rtt);
     }

@@ -78,12 +78,16 @@ pub(crate) struct Spare {
 pub(crate) const SETTLE_BYTES: usize = 1024 * 1024;
 /// See [`SETTLE_BYTES`].
 pub(crate) const SETTLE_TIME: Duration = Duration::from_secs(5);
+/// The shortest wait for a reset before an unsettled stream is closed (`Copies::reset_window`).
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_millis(250);
 
 /// The copies a writer keeps of what it wrote on a stream that has not settled.
 #[derive(Debug, Default)]
 pub(crate) struct Copies {
     msgs: VecDeque<Bytes>,
     written: usize,
+    /// When the stream was opened.
+    opened: Option<Instant>,
     /// When the stream settles; `None` once it has (or for a stream the peer opened: the peer
     /// never resets its own).
     until: Option<Instant>,
@@ -94,6 +98,7 @@ impl Copies {
     pub(crate) fn unsettled(now: Instant) -> Self {
         Self {
             until: Some(now + SETTLE_TIME),
+            opened: Some(now),
             ..Self::default()
         }
     }
@@ -106,6 +111,18 @@ impl Copies {
     /// When the copies go, if they have not yet.
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until
+    }
+
+    /// How long a writer whose senders are gone waits for a reset before closing an unsettled
+    /// stream: a peer following Go's rule resets it as soon as it arrives, so within a few
+    /// round trips of its opening (`rtt`, the last ping's; at least 250 ms, at most until the
+    /// stream settles).
+    pub(crate) fn reset_window(&self, rtt: Option<Duration>) -> Option<Instant> {
+        let (until, opened) = (self.until?, self.opened?);
+        let wait = rtt
+            .map_or(CLOSE_WAIT, |r| r * 8)
+            .clamp(CLOSE_WAIT, SETTLE_TIME);
+        Some(until.min(opened + wait))
     }
 
     /// Keeps `m`, about to be written, while the stream has not settled.

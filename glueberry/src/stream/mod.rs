@@ -113,6 +113,8 @@ struct Session {
     /// Messages handed over by a writer whose stream the peer reset, for the next writer of
     /// the name to write first.
     stash: HashMap<Arc<str>, VecDeque<Bytes>>,
+    /// The peer says (identify) it is glueberry-rs, which never resets a stream it is sent.
+    never_resets: bool,
 }
 
 /// What a sender needs to reach the writer of a (peer, name).
@@ -149,6 +151,7 @@ impl Sessions {
             readers: HashMap::new(),
             spares: HashMap::new(),
             stash: HashMap::new(),
+            never_resets: false,
         });
     }
 
@@ -165,6 +168,18 @@ impl Sessions {
                 }
             }
         }
+    }
+
+    /// `peer` is a glueberry-rs node (it never resets a stream it is sent).
+    pub(crate) fn never_resets(&self, peer: &PeerId) {
+        if let Some(s) = lock(&self.inner).get_mut(peer) {
+            s.never_resets = true;
+        }
+    }
+
+    /// Whether `peer` said it is a glueberry-rs node.
+    fn peer_never_resets(&self, peer: &PeerId) -> bool {
+        lock(&self.inner).get(peer).is_some_and(|s| s.never_resets)
     }
 
     /// Installs the stream key and allows `names` for the peer. Returns false if the peer has
@@ -508,7 +523,7 @@ fn spawn(
     let spare_id = if is_writer {
         // A stream we opened may be reset by a peer following Go's rule: keep copies until it
         // settles. One the peer opened is its own, which it never resets.
-        let copies = if opened {
+        let copies = if opened && !shared.sessions.peer_never_resets(&ids.peer) {
             Copies::unsettled(std::time::Instant::now())
         } else {
             Copies::settled()

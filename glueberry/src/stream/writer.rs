@@ -110,8 +110,13 @@ pub(super) async fn run(mut t: Task) {
             };
             let Some(first) = first else {
                 // Every sender is gone. If the stream has not settled, a peer following Go's
-                // rule may still reset it: wait until it settles or the peer ends it.
-                if let Some(until) = t.copies.until()
+                // rule may still reset it: wait a few round trips from its opening
+                // (`Copies::reset_window`), or until the peer ends it.
+                let rtt = t.shared.stats.get(&t.ids.peer).and_then(|e| e.last_rtt());
+                if t.shared.sessions.peer_never_resets(&t.ids.peer) {
+                    t.copies.settle();
+                }
+                if let Some(until) = t.copies.reset_window(rtt)
                     && !t.end_seen
                 {
                     let token = t.link.token.clone();
