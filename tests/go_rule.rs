@@ -10,10 +10,15 @@ use glueberry_tests::*;
 
 const N: usize = 100;
 
-async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
+/// A node and a Go-rule peer connected to it, both with the key of the other (the handshake
+/// done): the node, its events since it started, the peer.
+async fn pair(
+    t: Transport,
+    arrival: Arrival,
+) -> (glueberry::Node, glueberry::Subscription, GoPeer) {
     let node = started(config(t)).await;
     let mut events = node.subscribe_events();
-    let mut peer = GoPeer::dial(
+    let peer = GoPeer::dial(
         node.listen_addrs()[0].clone(),
         node.peer_id(),
         &node.public_key(),
@@ -25,6 +30,11 @@ async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
     node.complete_handshake(peer.peer_id(), peer.public_key(), &["messages"])
         .await
         .unwrap();
+    (node, events, peer)
+}
+
+async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
+    let (node, mut events, mut peer) = pair(t, arrival).await;
 
     // Both sides send at once.
     let sender = {
@@ -113,22 +123,10 @@ async fn quic_the_peer_resets_ours_before_its_stream_comes() {
 /// still arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_sends_right_before_shutdown_reach_a_go_rule_peer() {
-    let node = started(config(Transport::Tcp)).await;
-    let mut events = node.subscribe_events();
-    let mut peer = GoPeer::dial(
-        node.listen_addrs()[0].clone(),
-        node.peer_id(),
-        &node.public_key(),
-        &["messages"],
-        Arrival::GoRule {
-            delay: Duration::from_millis(100),
-        },
-    )
-    .await;
-    wait_state(&mut events, peer.peer_id(), State::Connected).await;
-    node.complete_handshake(peer.peer_id(), peer.public_key(), &["messages"])
-        .await
-        .unwrap();
+    let arrival = Arrival::GoRule {
+        delay: Duration::from_millis(100),
+    };
+    let (node, _, mut peer) = pair(Transport::Tcp, arrival).await;
     for i in 0..N {
         node.send(peer.peer_id(), "messages", format!("node {i}"))
             .await
