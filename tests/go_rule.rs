@@ -68,26 +68,34 @@ async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
     }
     within(sender).await.unwrap();
 
-    // Nothing was dropped, and the reset was reported with what was written again.
+    // Nothing was dropped, and the reset was reported. (There may be none: when the peer's
+    // stream reaches the node before the node's first send, the node writes on it.)
     let stats = node.peer_stats(&peer.peer_id()).unwrap();
     assert_eq!(stats.dropped, Default::default(), "{stats:?}");
-    let reset = within(async {
-        loop {
-            if let Ok(Event::StreamReset(r)) = events.recv().await {
-                return r;
+    if peer.resets() == 0 {
+        println!("{t:?} {arrival:?}: the node wrote on the peer's stream from the start");
+    }
+    // (One at least: a peer that resets every inbound stream may also reset one that no
+    // writer is on any more.)
+    if peer.resets() > 0 {
+        let reset = within(async {
+            loop {
+                if let Ok(Event::StreamReset(r)) = events.recv().await {
+                    return r;
+                }
             }
-        }
-    })
-    .await;
-    println!("{t:?} {arrival:?}: {reset:?}");
-    assert_eq!(
-        (reset.peer, reset.stream.as_str()),
-        (peer.peer_id(), "messages")
-    );
-    // (`resent` is the messages that changed streams: all of them in the runs seen, none when
-    // the reset came before the first was queued.)
-    assert!(reset.resent <= N as u64);
-    assert_eq!(reset.lost, 0);
+        })
+        .await;
+        println!("{t:?} {arrival:?}: {reset:?}");
+        assert_eq!(
+            (reset.peer, reset.stream.as_str()),
+            (peer.peer_id(), "messages")
+        );
+        // (`resent` is the messages that changed streams: all of them in the runs seen, none
+        // when the reset came before the first was queued.)
+        assert!(reset.resent <= N as u64);
+        assert_eq!(reset.lost, 0);
+    }
     node.shutdown().await;
 }
 

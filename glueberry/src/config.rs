@@ -59,6 +59,8 @@ pub mod defaults {
     pub const PING_INTERVAL: Duration = Duration::from_secs(15);
     /// How long a ping may take (libp2p-ping's default); also QUIC's idle timeout.
     pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Time a peer has to complete a frame it started (1 MiB at 0.4 Mbit/s).
+    pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
     /// Dial timeout (hard-coded in Go).
     pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
     /// Bad frames tolerated on one stream before it is reset (Go never resets).
@@ -161,6 +163,7 @@ pub struct Config {
     pub(crate) security_handshake_timeout: Duration,
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
+    pub(crate) frame_timeout: Option<Duration>,
     pub(crate) max_stream_name_length: Option<usize>,
     pub(crate) max_metadata_size: Option<usize>,
     pub(crate) dial_timeout: Duration,
@@ -209,6 +212,7 @@ impl std::fmt::Debug for Config {
             )
             .field("ping_interval", &self.ping_interval)
             .field("ping_timeout", &self.ping_timeout)
+            .field("frame_timeout", &self.frame_timeout)
             .field("max_stream_name_length", &self.max_stream_name_length)
             .field("max_metadata_size", &self.max_metadata_size)
             .field("dial_timeout", &self.dial_timeout)
@@ -274,6 +278,7 @@ impl Config {
             security_handshake_timeout: defaults::SECURITY_HANDSHAKE_TIMEOUT,
             ping_interval: defaults::PING_INTERVAL,
             ping_timeout: defaults::PING_TIMEOUT,
+            frame_timeout: Some(defaults::FRAME_TIMEOUT),
             max_stream_name_length: Some(defaults::MAX_STREAM_NAME_LENGTH),
             max_metadata_size: Some(defaults::MAX_METADATA_SIZE),
             dial_timeout: defaults::DIAL_TIMEOUT,
@@ -373,6 +378,13 @@ impl Config {
         /// ([`AdmissionCause::StrangerEvicted`](crate::event::AdmissionCause::StrangerEvicted)).
         /// `None` is unlimited. Default 64.
         with_max_strangers, max_strangers: Option<usize>);
+    setter!(
+        /// Time a peer has to complete a frame it started sending, counted from its first
+        /// bytes (time the node spends not reading, its message queue full, does not count).
+        /// Past it the stream is reset and the frame counted as `malformed`, with a
+        /// [`StreamFault`](crate::StreamFault) ("frame not completed in time"). `None` waits
+        /// for ever. Default 20 s: a 1 MiB frame at 0.4 Mbit/s.
+        with_frame_timeout, frame_timeout: Option<Duration>);
     setter!(
         /// Time a new connection has to finish its security handshake and muxer negotiation
         /// (TCP: Noise and yamux; QUIC: its TLS handshake), after which it is closed. Default
@@ -543,6 +555,7 @@ impl Config {
                 self.security_handshake_timeout,
                 "security_handshake_timeout",
             ),
+            (self.frame_timeout.unwrap_or(Duration::MAX), "frame_timeout"),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Zero(name));

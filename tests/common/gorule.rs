@@ -46,6 +46,7 @@ struct Inner {
     next_id: std::sync::atomic::AtomicU64,
     received: mpsc::UnboundedSender<(String, Vec<u8>)>,
     resets: Notify,
+    reset_count: std::sync::atomic::AtomicU64,
 }
 
 /// The peer; its swarm runs until it is dropped.
@@ -82,6 +83,7 @@ impl GoPeer {
             next_id: Default::default(),
             received: tx,
             resets: Notify::new(),
+            reset_count: Default::default(),
         });
         let mut tasks = Vec::new();
         for name in names {
@@ -112,6 +114,13 @@ impl GoPeer {
         self.raw.public_key()
     }
 
+    /// How many inbound streams it reset.
+    pub fn resets(&self) -> u64 {
+        self.inner
+            .reset_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits until it reset an inbound stream ([`Arrival::ResetFirst`]).
     pub async fn reset_seen(&self) {
         self.inner.resets.notified().await;
@@ -140,12 +149,16 @@ impl Inner {
                 if streams.contains_key(name) {
                     // A non-closed stream of this name is stored: reject and reset.
                     drop(stream);
+                    self.reset_count
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return;
                 }
                 self.store(&mut streams, name, stream);
             }
             Arrival::ResetFirst => {
                 drop(stream);
+                self.reset_count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.resets.notify_one();
             }
         }

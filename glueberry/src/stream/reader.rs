@@ -11,8 +11,8 @@ use tokio_util::codec::FramedRead;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::Ids;
 use super::link::{Ended, Link};
+use super::{Ids, deadline};
 use crate::crypto::Cipher;
 use crate::event::{Event, StreamFault};
 use crate::message::IncomingMessage;
@@ -51,7 +51,12 @@ pub(super) async fn run(
 ) {
     let peer = ids.peer;
     let token = link.token.clone();
-    let mut frames = FramedRead::new(read.compat(), Decoder::new(shared.max_frame_len()));
+    // A frame the peer started must be complete within `frame_timeout` (`deadline`).
+    let clock = deadline::Clock::default();
+    let mut frames = FramedRead::new(
+        deadline::Clocked::new(read.compat(), clock.clone(), shared.config.frame_timeout),
+        deadline::Timed::new(Decoder::new(shared.max_frame_len()), clock.clone()),
+    );
     let mut failures: u32 = 0;
     // Registered once for the reader's life, not once per frame.
     let cancelled = token.cancelled();
@@ -109,6 +114,8 @@ pub(super) async fn run(
         if let Err(end) = deliver(&shared, &mut batch, &stats, &mut cancelled).await {
             break end;
         }
+        // Time spent waiting for room in the queue is not the peer's.
+        clock.resume();
         if let Some(end) = stop {
             break end;
         }
@@ -157,6 +164,11 @@ fn decode(
     let peer = ids.peer;
     let mut body = match item {
         None => return Err(End::Eof),
+        Some(Err(DecodeError::Io(e))) if deadline::expired(&e) => {
+            stats.malformed();
+            fault(shared, peer, name, e.to_string(), true);
+            return Err(End::Reset);
+        }
         Some(Err(DecodeError::Io(e))) => {
             tracing::debug!(%peer, stream = name, error = %e, "stream read failed");
             return Err(End::Io);
