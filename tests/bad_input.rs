@@ -345,7 +345,8 @@ async fn a_subscriber_that_never_reads_delays_nobody_and_sees_its_lag() {
 /// and the connection lives (docs/protocol.md, "yamux settings").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_sized_frames_from_a_js_like_yamux_are_accepted() {
-    let node = started(config(Transport::Tcp)).await;
+    // The sender is a stranger, so its 1 MiB messages go on the handshake stream: let them.
+    let node = started(config(Transport::Tcp).with_max_handshake_message_size(1 << 20)).await;
     let mut sub = node.subscribe_events();
     let addr = node.listen_addrs()[0].clone();
     let target = {
@@ -385,5 +386,35 @@ async fn window_sized_frames_from_a_js_like_yamux_are_accepted() {
     while let Ok(Some(e)) = sub.try_recv() {
         assert!(!matches!(e, glueberry::Event::StreamFault(_)), "{e:?}");
     }
+    node.shutdown().await;
+}
+
+/// The handshake stream, open to strangers, takes messages up to its own small limit: a larger
+/// frame is refused before it is read (counted as oversized, the stream reset), and a message at
+/// the limit still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handshake_stream_has_its_own_small_limit() {
+    let (node, raw, mut sub) = setup(config(Transport::Tcp)).await;
+    let fault = fault_for(
+        &node,
+        &raw,
+        &mut sub,
+        "handshake",
+        &frame(&[1u8; 20 * 1024]),
+        false,
+    )
+    .await;
+    assert!(
+        fault.reset && fault.error.contains("exceeds the limit"),
+        "{fault:?}"
+    );
+    let stats = node.peer_stats(&raw.peer_id).unwrap();
+    assert_eq!(stats.streams["handshake"].dropped.oversized, 1);
+    // At the limit: delivered.
+    let mut s = raw.open(node.peer_id(), "handshake").await;
+    s.write_all(&frame(&[2u8; 16 * 1024])).await.unwrap();
+    s.flush().await.unwrap();
+    let m = within(node.messages().recv()).await.unwrap();
+    assert_eq!(m.data.len(), 16 * 1024);
     node.shutdown().await;
 }

@@ -115,6 +115,9 @@ async fn quic_64_concurrent_senders_on_one_stream() {
     concurrent_senders(Transport::Quic).await;
 }
 
+/// The handshake stream's default message limit.
+const HS_LIMIT: usize = 16 * 1024;
+
 async fn sizes(t: Transport) {
     let limit = 1 << 20;
     let (a, b, _, mut eb) = established_pair(config(t), config(t), &["data"]).await;
@@ -122,8 +125,8 @@ async fn sizes(t: Transport) {
     for (i, &n) in sizes.iter().enumerate() {
         let m: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
         a.send(b.peer_id(), "data", m).await.unwrap();
-        // The handshake stream takes the same sizes.
-        a.send(b.peer_id(), "handshake", vec![9u8; n])
+        // The handshake stream takes sizes up to its own limit (16 KiB by default).
+        a.send(b.peer_id(), "handshake", vec![9u8; n.min(HS_LIMIT)])
             .await
             .unwrap();
     }
@@ -135,13 +138,20 @@ async fn sizes(t: Transport) {
         matches!(err, Error::MessageTooLarge { size, max } if size == limit + 1 && max == limit)
     );
     assert!(!err.is_retriable());
+    let err = a
+        .send(b.peer_id(), "handshake", vec![0u8; HS_LIMIT + 1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MessageTooLarge { size, max } if size == HS_LIMIT + 1 && max == HS_LIMIT)
+    );
     let got = recv_n(&b, &mut eb, 2 * sizes.len()).await;
     let data: Vec<_> = got.iter().filter(|m| &*m.stream == "data").collect();
     let hs: Vec<_> = got.iter().filter(|m| &*m.stream == "handshake").collect();
     for (i, &n) in sizes.iter().enumerate() {
         let want: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
         assert_eq!(data[i].data.as_ref(), want.as_slice(), "size {n}");
-        assert_eq!(hs[i].data.len(), n);
+        assert_eq!(hs[i].data.len(), n.min(HS_LIMIT));
     }
     a.shutdown().await;
     b.shutdown().await;

@@ -33,6 +33,9 @@ pub mod defaults {
     pub const LOW_WATERMARK: usize = 100;
     /// Largest plaintext message, in bytes (inclusive).
     pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+    /// Largest message on the handshake stream, in bytes (inclusive): it is open to every
+    /// connected peer, handshaked or not (Go's handshake messages are tens of bytes).
+    pub const MAX_HANDSHAKE_MESSAGE_SIZE: usize = 16 * 1024;
     /// Longest stream name, in bytes.
     pub const MAX_STREAM_NAME_LENGTH: usize = 64;
     /// Largest address-book metadata, as the sum of key and value lengths in bytes.
@@ -153,6 +156,7 @@ pub struct Config {
     pub(crate) low_watermark: usize,
     pub(crate) backpressure: bool,
     pub(crate) max_message_size: usize,
+    pub(crate) max_handshake_message_size: usize,
     pub(crate) conn_low_watermark: usize,
     pub(crate) conn_high_watermark: usize,
     pub(crate) max_inbound_connections: Option<usize>,
@@ -199,6 +203,10 @@ impl std::fmt::Debug for Config {
             .field("low_watermark", &self.low_watermark)
             .field("backpressure", &self.backpressure)
             .field("max_message_size", &self.max_message_size)
+            .field(
+                "max_handshake_message_size",
+                &self.max_handshake_message_size,
+            )
             .field("conn_low_watermark", &self.conn_low_watermark)
             .field("conn_high_watermark", &self.conn_high_watermark)
             .field("max_inbound_connections", &self.max_inbound_connections)
@@ -268,6 +276,7 @@ impl Config {
             low_watermark: defaults::LOW_WATERMARK,
             backpressure: true,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_handshake_message_size: defaults::MAX_HANDSHAKE_MESSAGE_SIZE,
             conn_low_watermark: defaults::CONN_LOW_WATERMARK,
             conn_high_watermark: defaults::CONN_HIGH_WATERMARK,
             max_inbound_connections: None,
@@ -334,6 +343,14 @@ impl Config {
         /// Exactly this size is allowed. Default 1 MiB; at most
         /// [`MAX_MESSAGE_SIZE_LIMIT`](Self::MAX_MESSAGE_SIZE_LIMIT).
         with_max_message_size, max_message_size: usize);
+    setter!(
+        /// Largest message on the `handshake` stream, in bytes, on send and on receive (never
+        /// above `max_message_size`). That stream is open to every connected peer, handshaked or
+        /// not, so its limit bounds what a stranger can make the node buffer per frame. A
+        /// larger handshake message is refused by `send` (`MessageTooLarge`) and, received,
+        /// counted as `oversized`. Default 16 KiB (Go's handshake messages are tens of bytes;
+        /// Go itself allows `max_message_size`).
+        with_max_handshake_message_size, max_handshake_message_size: usize);
     setter!(
         /// Connection-count low watermark. Default 100. Kept for Go parity and checked against
         /// the high watermark, but unused: glueberry never trims connections (Go's connection
@@ -492,8 +509,24 @@ impl Config {
 
     /// The longest outer frame accepted on receive: a frame that carries an encrypted
     /// `max_message_size` message. Checked before anything is allocated for a frame.
+    #[cfg(test)]
     pub(crate) fn max_frame_len(&self) -> usize {
         codec::outer_len(self.max_message_size + OVERHEAD)
+    }
+
+    /// The largest message on stream `name`: `max_handshake_message_size` on the handshake
+    /// stream (never above `max_message_size`), `max_message_size` elsewhere.
+    pub(crate) fn max_message_size_for(&self, name: &str) -> usize {
+        if name == crate::wire::HANDSHAKE {
+            self.max_handshake_message_size.min(self.max_message_size)
+        } else {
+            self.max_message_size
+        }
+    }
+
+    /// [`max_frame_len`](Self::max_frame_len) for stream `name`.
+    pub(crate) fn max_frame_len_for(&self, name: &str) -> usize {
+        codec::outer_len(self.max_message_size_for(name) + OVERHEAD)
     }
 
     /// The admission limits (docs/admission.md).
@@ -531,6 +564,10 @@ impl Config {
         for (value, name) in [
             (self.event_buffer_size, "event_buffer_size"),
             (self.message_buffer_size, "message_buffer_size"),
+            (
+                self.max_handshake_message_size,
+                "max_handshake_message_size",
+            ),
             (self.high_watermark, "high_watermark"),
             (self.conn_high_watermark, "conn_high_watermark"),
             (self.max_stats_peers, "max_stats_peers"),

@@ -701,7 +701,7 @@ impl Node {
     /// which error it is). What `send` does for most messages: one short lock, no await.
     fn queue_now(&self, peer: PeerId, name: &str, data: Bytes) -> std::result::Result<(), Bytes> {
         let shared = self.shared();
-        if data.len() > shared.config.max_message_size {
+        if data.len() > shared.config.max_message_size_for(name) {
             return Err(data);
         }
         let Some(slot) = shared.sessions.ready_slot(&peer, name) else {
@@ -799,7 +799,7 @@ impl Node {
                     reason,
                 })?;
         }
-        let max = self.shared().config.max_message_size;
+        let max = self.shared().config.max_message_size_for(name);
         if data.len() > max {
             return Err(Error::MessageTooLarge {
                 size: data.len(),

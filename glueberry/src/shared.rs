@@ -72,11 +72,6 @@ impl Shared {
     pub(crate) fn emit(&self, event: Event) {
         self.events.emit(event);
     }
-
-    /// The limit on one outer frame.
-    pub(crate) fn max_frame_len(&self) -> usize {
-        self.config.max_frame_len()
-    }
 }
 
 /// Locks a mutex, ignoring poisoning: no critical section here can leave state half-written.

@@ -55,7 +55,10 @@ pub(super) async fn run(
     let clock = deadline::Clock::default();
     let mut frames = FramedRead::new(
         deadline::Clocked::new(read.compat(), clock.clone(), shared.config.frame_timeout),
-        deadline::Timed::new(Decoder::new(shared.max_frame_len()), clock.clone()),
+        deadline::Timed::new(
+            Decoder::new(shared.config.max_frame_len_for(&name)),
+            clock.clone(),
+        ),
     );
     let mut failures: u32 = 0;
     // Registered once for the reader's life, not once per frame.
@@ -195,7 +198,7 @@ fn decode(
             }
         },
     };
-    let max = shared.config.max_message_size;
+    let max = shared.config.max_message_size_for(name);
     if data.len() > max {
         stats.oversized();
         let error = format!(
