@@ -53,6 +53,7 @@ mod shared;
 pub mod stats;
 mod stream;
 pub mod telemetry;
+mod throttle;
 mod transport;
 pub mod wire;
 

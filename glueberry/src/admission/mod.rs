@@ -7,7 +7,6 @@
 //! behaviour no way to end a connection still in its security handshake.
 
 pub(crate) mod table;
-mod throttle;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -22,7 +21,6 @@ use libp2p::swarm::{
 };
 
 pub(crate) use table::Limits;
-pub(crate) use throttle::Throttle;
 
 use crate::event::AdmissionCause as Cause;
 

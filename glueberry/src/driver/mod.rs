@@ -18,7 +18,6 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, watch};
 use tokio_util::time::{DelayQueue, delay_queue};
 
-use crate::admission::Throttle;
 use crate::behaviour::{Behaviour, Built};
 use crate::book::Book;
 use crate::error::Error;
@@ -27,6 +26,7 @@ use crate::liveness::Liveness;
 use crate::peer::{DisconnectReason, Input, Machine, Output, Params, Refused, State, Timer};
 use crate::persist::Snapshot;
 use crate::shared::{OpenStream, Shared, lock};
+use crate::throttle::Throttle;
 use crate::transport::{pending, sever};
 
 mod commands;

@@ -1,11 +1,16 @@
-//! At most one report per cause per period: a flood of refusals becomes one log line and one
-//! event a second, each carrying how many it stands for. Plain state fed with `Instant`s.
+//! At most one report per key per period: a flood of refusals (admission, by cause) or of bad
+//! frames (by peer) becomes one log line and one event a second, each carrying how many it
+//! stands for. Plain state fed with `Instant`s; keys idle for a period are forgotten once
+//! there are many.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-/// The throttle, keyed by cause.
+/// Keys kept before idle ones are forgotten.
+const MAX_KEYS: usize = 4096;
+
+/// The throttle, keyed by cause (or peer).
 #[derive(Debug)]
 pub(crate) struct Throttle<K> {
     period: Duration,
@@ -27,6 +32,9 @@ impl<K: Copy + Eq + Hash> Throttle<K> {
     /// One occurrence of `key`: `Some(n)` when it is to be reported now, standing for `n`
     /// occurrences (this one and those held back); `None` when it is held back.
     pub(crate) fn record(&mut self, key: K, now: Instant) -> Option<u64> {
+        if self.last.len() > MAX_KEYS {
+            self.forget_idle(now);
+        }
         *self.held.entry(key).or_default() += 1;
         let due = self
             .last
@@ -37,6 +45,13 @@ impl<K: Copy + Eq + Hash> Throttle<K> {
         }
         self.last.insert(key, now);
         self.held.remove(&key)
+    }
+
+    /// Forgets keys reported more than a period ago with nothing held back.
+    fn forget_idle(&mut self, now: Instant) {
+        let (period, held) = (self.period, &self.held);
+        self.last
+            .retain(|k, t| held.contains_key(k) || now.saturating_duration_since(*t) < period);
     }
 
     /// Occurrences held back whose period has passed, to report now.
