@@ -28,6 +28,17 @@ impl Crashable {
         streams: &[&str],
         peers: &[(PeerId, Vec<Multiaddr>)],
     ) -> Self {
+        Self::start_with(move |_| config.clone(), streams, peers).await
+    }
+
+    /// [`start`](Self::start) with the config `make(false)`; if its listen address stays taken
+    /// for 5 s (a crashed runtime's socket not closed yet), with `make(true)` instead (which
+    /// should listen on a fresh port).
+    pub async fn start_with(
+        make: impl Fn(bool) -> Config + Send + 'static,
+        streams: &[&str],
+        peers: &[(PeerId, Vec<Multiaddr>)],
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -42,10 +53,10 @@ impl Crashable {
                 // sockets as its threads wind down: try the same address again meanwhile.
                 let mut tries = 0;
                 let node = loop {
-                    let node = glueberry::Node::new(config.clone()).expect("node");
+                    let node = glueberry::Node::new(make(tries >= 250)).expect("node");
                     match node.start().await {
                         Ok(_) => break node,
-                        Err(_) if tries < 100 => {
+                        Err(_) if tries < 251 => {
                             tries += 1;
                             // Frees the book's lock before the next try.
                             node.shutdown().await;
@@ -202,8 +213,17 @@ pub async fn crash_and_restart(
     // The same book (a copy: the crashed runtime may still hold the lock of the old file for a
     // moment, where a crashed process would have released it).
     std::fs::copy(book(3), book(4)).unwrap();
-    let mut reborn = Crashable::start(
-        node_config(per_peer, timeouts, keys[3].clone(), book(4), victim_listen),
+    let key = keys[3].clone();
+    let book4 = book(4);
+    let mut reborn = Crashable::start_with(
+        move |fresh| {
+            let listen = if fresh {
+                vec![t.listen_addr()]
+            } else {
+                victim_listen.clone()
+            };
+            node_config(per_peer, timeouts, key.clone(), book4.clone(), listen)
+        },
         &["data"],
         &[],
     )
