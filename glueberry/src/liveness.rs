@@ -55,17 +55,20 @@ impl Liveness {
     }
 
     /// A connection came up; `watched` is false where the transport keeps its own liveness
-    /// (QUIC).
+    /// (QUIC). A bound too far to represent (a configured `Duration::MAX`) watches nothing.
     pub(crate) fn on_established(&mut self, id: ConnectionId, watched: bool, now: Instant) {
-        if watched {
-            self.set(id, now + self.dead_after);
+        if watched && let Some(at) = now.checked_add(self.dead_after) {
+            self.set(id, at);
         }
     }
 
     /// The peer answered a ping on `id`.
     pub(crate) fn on_pong(&mut self, id: ConnectionId, now: Instant) {
         if self.deadline.contains_key(&id) {
-            self.set(id, now + self.dead_after);
+            match now.checked_add(self.dead_after) {
+                Some(at) => self.set(id, at),
+                None => self.on_closed(id),
+            }
         }
     }
 
@@ -170,6 +173,16 @@ mod tests {
         l.on_pong(id(1), t0);
         assert_eq!(l.len(), 0);
         assert!(l.handle_timeout(t0 + Duration::from_secs(3600)).is_empty());
+    }
+
+    #[test]
+    fn a_bound_too_far_to_represent_watches_nothing_and_never_panics() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Duration::MAX, Duration::MAX);
+        l.on_established(id(1), true, t0);
+        l.on_pong(id(1), t0);
+        assert_eq!(l.poll_timeout(), None);
+        assert!(l.handle_timeout(t0).is_empty());
     }
 
     proptest! {

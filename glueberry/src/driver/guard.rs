@@ -30,8 +30,9 @@ impl Driver {
                 continue;
             };
             let again = self.closing.get(&id) == Some(&DisconnectReason::Unresponsive);
-            self.liveness
-                .recheck(id, now + self.shared.config.ping_timeout);
+            if let Some(at) = now.checked_add(self.shared.config.ping_timeout) {
+                self.liveness.recheck(id, at);
+            }
             if again {
                 tracing::warn!(%peer, connection = %id, "a severed connection did not close: severing every connection of the peer");
                 let switches: Vec<_> = self.peers[&peer]

@@ -118,9 +118,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Clocked<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match (this.timeout, this.clock.since()) {
-            (Some(timeout), Some(since)) => {
-                let deadline = since + timeout;
+        // A timeout too long to represent (`Duration::MAX`) never fails.
+        let deadline = match (this.timeout, this.clock.since()) {
+            (Some(timeout), Some(since)) => since.checked_add(timeout),
+            _ => None,
+        };
+        match deadline {
+            Some(deadline) => {
                 if Instant::now() >= deadline {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, EXPIRED)));
                 }
@@ -136,7 +140,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Clocked<R> {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, EXPIRED)));
                 }
             }
-            _ => this.timer = None,
+            None => this.timer = None,
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }

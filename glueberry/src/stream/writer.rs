@@ -83,10 +83,10 @@ pub(super) async fn run(mut t: Task) {
             }
         } else {
             let until = t.copies.until();
-            let token = t.link.token.clone();
+            // (No token clone on this path: a clone takes the token's lock, per batch.)
             let first = tokio::select! {
                 biased;
-                _ = token.cancelled() => break Stop::Cancelled,
+                _ = t.link.token.cancelled() => break Stop::Cancelled,
                 end = peer_ended(&mut ended), if !t.end_seen => {
                     t.end_seen = true;
                     if end == Ended::Reset || was_reset(&mut t.write) {
@@ -157,10 +157,9 @@ pub(super) async fn run(mut t: Task) {
                 t.stats.pending(-(in_flight as i64));
             }
         }
-        let token = t.link.token.clone();
         let written = tokio::select! {
             biased;
-            _ = token.cancelled() => break Stop::Cancelled,
+            _ = t.link.token.cancelled() => break Stop::Cancelled,
             r = async { t.write.write_all(&buf).await?; t.write.flush().await } => r,
         };
         match written {

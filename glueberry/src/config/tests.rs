@@ -1,0 +1,98 @@
+use super::*;
+
+fn base() -> Config {
+    Config::new(
+        ed25519::Keypair::generate(),
+        "/tmp/book.json",
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+    )
+}
+
+#[test]
+fn defaults_are_go_defaults() {
+    let c = base();
+    assert_eq!(c.validate(), Ok(()));
+    assert_eq!(c.handshake_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(c.reconnect_max_attempts, Some(10));
+    assert_eq!(c.max_message_size, 1 << 20);
+    assert_eq!((c.high_watermark, c.low_watermark), (1000, 100));
+    assert_eq!(c.max_stream_name_length, Some(64));
+    assert_eq!(c.reconnect_base_delay, Duration::from_secs(1));
+    assert_eq!(c.reconnect_max_delay, Duration::from_secs(300));
+    assert_eq!(c.failed_handshake_cooldown, Duration::from_secs(60));
+    assert_eq!(c.event_buffer_size, 100);
+    assert_eq!(c.message_buffer_size, 1000);
+    assert_eq!((c.conn_low_watermark, c.conn_high_watermark), (100, 400));
+    assert_eq!(c.dial_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_metadata_size, Some(4096));
+    assert!(c.backpressure);
+    assert!(!c.reconnect_learned_peers);
+    assert_eq!(c.stats_max_age, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(c.stats_cleanup_interval, Duration::from_secs(3600));
+    assert_eq!(
+        (c.ping_interval, c.ping_timeout),
+        (Duration::from_secs(15), Duration::from_secs(20))
+    );
+    assert_eq!(c.max_inbound_per_ip, Some(16));
+    assert_eq!(c.max_strangers, Some(64));
+}
+
+#[test]
+fn validation_errors() {
+    assert_eq!(
+        Config::new(ed25519::Keypair::generate(), "", vec![]).validate(),
+        Err(ConfigError::MissingAddressBookPath)
+    );
+    assert_eq!(
+        Config::new(ed25519::Keypair::generate(), "x", vec![]).validate(),
+        Err(ConfigError::MissingListenAddrs)
+    );
+    assert_eq!(
+        base().with_max_connections_per_peer(Some(0)).validate(),
+        Err(ConfigError::Zero("max_connections_per_peer"))
+    );
+    assert_eq!(
+        base().with_low_watermark(1000).validate(),
+        Err(ConfigError::Watermarks {
+            what: "flow control",
+            low: 1000,
+            high: 1000
+        })
+    );
+    assert!(matches!(
+        base()
+            .with_reconnect_max_delay(Duration::from_millis(1))
+            .validate(),
+        Err(ConfigError::ReconnectDelays { .. })
+    ));
+    assert_eq!(
+        base().with_message_buffer_size(0).validate(),
+        Err(ConfigError::Zero("message_buffer_size"))
+    );
+    assert!(
+        base()
+            .with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT)
+            .validate()
+            .is_ok()
+    );
+    assert!(
+        base()
+            .with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT + 1)
+            .validate()
+            .is_err()
+    );
+    assert!(
+        base()
+            .with_handshake_timeout(None)
+            .with_reconnect_max_attempts(None)
+            .validate()
+            .is_ok()
+    );
+}
+
+#[test]
+fn frame_limit_fits_the_largest_message() {
+    let c = base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT);
+    assert!(c.max_frame_len() <= MAX_FRAME_LEN);
+    assert_eq!(base().max_frame_len(), (1 << 20) + 28 + 3);
+}
