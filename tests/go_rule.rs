@@ -62,7 +62,15 @@ async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
         assert_eq!(std::str::from_utf8(&m.data).unwrap(), format!("peer {i}"));
     }
     for i in 0..N {
-        let (name, data) = within(peer.received.recv()).await.unwrap();
+        let Ok(got) = tokio::time::timeout(Duration::from_secs(10), peer.received.recv()).await
+        else {
+            panic!(
+                "the peer got {i} of the node's messages: {:#?} resets {}",
+                node.peer_stats(&peer.peer_id()),
+                peer.resets()
+            );
+        };
+        let (name, data) = got.unwrap();
         assert_eq!(name, "messages");
         assert_eq!(String::from_utf8(data).unwrap(), format!("node {i}"));
     }

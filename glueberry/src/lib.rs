@@ -41,6 +41,7 @@ pub mod error;
 pub mod event;
 pub mod flow;
 pub mod health;
+mod inbox;
 #[cfg(feature = "libp2p-metrics")]
 pub mod libp2p_metrics;
 mod liveness;
@@ -64,10 +65,10 @@ pub use event::{
     StreamReset, Subscription,
 };
 pub use health::{DebugState, Health};
-pub use message::{IncomingMessage, Messages};
+pub use message::{IncomingMessage, Messages, Priority};
 pub use node::Node;
 pub use peer::{DisconnectReason, State};
-pub use stats::{AdmissionStats, PeerStats, StreamStats};
+pub use stats::{AdmissionStats, InboxStats, PeerStats, StreamStats};
 
 /// Re-exported libp2p types that appear in the API (`multiaddr::Protocol` to take a
 /// `/p2p/<id>` apart).

@@ -91,7 +91,9 @@ impl Node {
         let local_key = LocalKey::from_ed25519_seed(&seed);
         let public_key = config.keypair.public().to_bytes();
         let peer_id = *built.swarm.local_peer_id();
-        let (messages_tx, messages_rx) = async_channel::bounded(config.message_buffer_size);
+        let inbox =
+            crate::inbox::Inbox::new(config.inbox_limits(), config.stream_priorities.clone());
+        let messages = inbox.messages();
         crate::telemetry::describe();
         let (events, forwarder) = Hub::new(config.event_buffer_size);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
@@ -106,7 +108,7 @@ impl Node {
             sessions: Sessions::default(),
             states: Default::default(),
             listen_addrs: Default::default(),
-            messages: messages_tx,
+            inbox,
             events,
             stats,
             admission: Default::default(),
@@ -146,7 +148,7 @@ impl Node {
             inner: Arc::new(Inner {
                 shared,
                 commands: commands_tx,
-                messages: messages_rx,
+                messages,
                 peer_id,
                 public_key,
                 started: AtomicBool::new(false),
@@ -222,6 +224,8 @@ impl Node {
                 // First, no new sends or commands; what is queued is written (for at most
                 // `shutdown_drain_timeout`), and each stream is closed cleanly.
                 shared.closing.cancel();
+                // Readers no longer wait for room: every stream is read to its end.
+                shared.inbox.unlimit();
                 shared.sessions.drop_all_writers();
                 shared.writers.close();
                 let drain = shared.config.shutdown_drain_timeout;
@@ -235,7 +239,7 @@ impl Node {
                 shared.tracker.close();
                 shared.tracker.wait().await;
                 shared.writers.wait().await;
-                shared.messages.close();
+                shared.inbox.close();
                 // Every emitter has ended: the forwarder delivers what it holds and ends.
                 shared.events.close();
                 shared.forwarder.close();
@@ -529,10 +533,29 @@ impl Node {
         }
     }
 
-    /// The shared queue of received messages, every peer and stream (handshake included).
-    /// Clone it freely: each message goes to exactly one receiver.
+    /// The queue of received messages of every stream (the handshake stream included) not
+    /// received apart with [`messages_for`](Self::messages_for). Clone it freely: each
+    /// message goes to exactly one receiver. Peers are served in turn, one message each, so
+    /// a peer's backlog delays another's message by one message per busy peer; stream
+    /// classes by [`Priority`](crate::Priority).
     pub fn messages(&self) -> Messages {
         self.inner.messages.clone()
+    }
+
+    /// A queue of its own for the messages of stream `name` (for instance `"handshake"`, or
+    /// the consensus stream), so that they never wait behind other streams' messages in
+    /// [`messages`](Self::messages). Messages of `name` already waiting there move to it, in
+    /// order. Later calls for the same name share the queue while one of its clones is
+    /// alive; when the last one is dropped, the stream goes back to `messages()` with what
+    /// waits in its queue. Nothing is lost either way.
+    pub fn messages_for(&self, name: &str) -> Messages {
+        self.shared().inbox.messages_for(name)
+    }
+
+    /// Memory held for received messages now and at its peak, in bytes, against the receive
+    /// budgets (docs/configuration.md, "Receive budgets").
+    pub fn inbox_stats(&self) -> crate::InboxStats {
+        self.shared().inbox.stats()
     }
 
     /// Subscribes to every event.

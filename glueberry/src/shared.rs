@@ -11,7 +11,6 @@ use crate::config::Config;
 use crate::crypto::LocalKey;
 use crate::event::Event;
 use crate::event::forwarder::Hub;
-use crate::message::IncomingMessage;
 use crate::peer::State;
 use crate::stream::Sessions;
 
@@ -45,8 +44,9 @@ pub(crate) struct Shared {
     pub(crate) states: Mutex<HashMap<PeerId, PeerView>>,
     /// Bound listen addresses. Written by the driver only.
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
-    /// Decoded messages, to the application. Readers wait when it is full.
-    pub(crate) messages: async_channel::Sender<IncomingMessage>,
+    /// Decoded messages waiting for the application, and the byte budgets readers charge
+    /// before reading. Readers push, receivers take; the driver says who is handshaked.
+    pub(crate) inbox: Arc<crate::inbox::Inbox>,
     /// Event fan-out to subscriptions, through the forwarder task.
     pub(crate) events: Hub,
     /// Per-peer statistics: connection fields written by the driver, counters by the stream

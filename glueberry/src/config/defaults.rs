@@ -14,8 +14,16 @@ pub const RECONNECT_MAX_ATTEMPTS: u32 = 10;
 pub const FAILED_HANDSHAKE_COOLDOWN: Duration = Duration::from_secs(60);
 /// Capacity of each event subscription.
 pub const EVENT_BUFFER_SIZE: usize = 100;
-/// Capacity of the shared incoming-message queue.
+/// Messages one peer may have waiting for the application.
 pub const MESSAGE_BUFFER_SIZE: usize = 1000;
+/// What one handshaked peer may make the node hold of received data, in bytes.
+pub const PEER_RECEIVE_BUDGET: usize = 16 * 1024 * 1024;
+/// What one peer that has not finished the handshake may make the node hold, in bytes.
+pub const STRANGER_RECEIVE_BUDGET: usize = 2 * 1024 * 1024;
+/// What all such peers together may make the node hold, in bytes.
+pub const STRANGERS_RECEIVE_BUDGET: usize = 32 * 1024 * 1024;
+/// What all peers together may make the node hold of received data, in bytes.
+pub const RECEIVE_BUDGET: usize = 256 * 1024 * 1024;
 /// Flow control: queued messages at which senders block.
 pub const HIGH_WATERMARK: usize = 1000;
 /// Flow control: queued messages at which blocked senders resume.

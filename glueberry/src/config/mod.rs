@@ -45,6 +45,16 @@ pub enum ConfigError {
     /// `max_message_size` would make frames longer than the 64 MiB v1 limit.
     #[error("max_message_size {0} is above the protocol limit of {max}", max = Config::MAX_MESSAGE_SIZE_LIMIT)]
     MessageSizeAboveProtocolLimit(usize),
+    /// A receive budget cannot hold what it must (docs/configuration.md, "Receive budgets").
+    #[error("{what} of {budget} bytes is below the {needed} bytes it must hold")]
+    BudgetTooSmall {
+        /// Which budget.
+        what: &'static str,
+        /// Its value, in bytes.
+        budget: usize,
+        /// The least it may be, in bytes.
+        needed: usize,
+    },
 }
 
 /// Everything a [`Node`](crate::Node) needs. Build it with [`Config::new`] and the `with_*`
@@ -85,6 +95,11 @@ pub struct Config {
     pub(crate) backpressure: bool,
     pub(crate) max_message_size: usize,
     pub(crate) max_handshake_message_size: usize,
+    pub(crate) peer_receive_budget: usize,
+    pub(crate) stranger_receive_budget: usize,
+    pub(crate) strangers_receive_budget: usize,
+    pub(crate) receive_budget: usize,
+    pub(crate) stream_priorities: std::collections::HashMap<String, crate::message::Priority>,
     pub(crate) conn_low_watermark: usize,
     pub(crate) conn_high_watermark: usize,
     pub(crate) max_inbound_connections: Option<usize>,
@@ -127,6 +142,11 @@ impl std::fmt::Debug for Config {
             .field("failed_handshake_cooldown", &self.failed_handshake_cooldown)
             .field("event_buffer_size", &self.event_buffer_size)
             .field("message_buffer_size", &self.message_buffer_size)
+            .field("peer_receive_budget", &self.peer_receive_budget)
+            .field("stranger_receive_budget", &self.stranger_receive_budget)
+            .field("strangers_receive_budget", &self.strangers_receive_budget)
+            .field("receive_budget", &self.receive_budget)
+            .field("stream_priorities", &self.stream_priorities)
             .field("high_watermark", &self.high_watermark)
             .field("low_watermark", &self.low_watermark)
             .field("backpressure", &self.backpressure)
@@ -205,6 +225,11 @@ impl Config {
             backpressure: true,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             max_handshake_message_size: defaults::MAX_HANDSHAKE_MESSAGE_SIZE,
+            peer_receive_budget: defaults::PEER_RECEIVE_BUDGET,
+            stranger_receive_budget: defaults::STRANGER_RECEIVE_BUDGET,
+            strangers_receive_budget: defaults::STRANGERS_RECEIVE_BUDGET,
+            receive_budget: defaults::RECEIVE_BUDGET,
+            stream_priorities: Default::default(),
             conn_low_watermark: defaults::CONN_LOW_WATERMARK,
             conn_high_watermark: defaults::CONN_HIGH_WATERMARK,
             max_inbound_connections: None,
@@ -251,9 +276,32 @@ impl Config {
         /// Capacity of each event subscription. Default 100.
         with_event_buffer_size, event_buffer_size: usize);
     setter!(
-        /// Capacity of the shared incoming-message queue. When it is full, stream readers stop
-        /// reading and the muxer pushes back on the sender: nothing is dropped. Default 1000.
+        /// The most messages one peer may have waiting for the application (every stream and
+        /// queue), beside the byte budgets. When it is reached, that peer's streams are no
+        /// longer read and the muxer pushes back on its sends: nothing is dropped. Default 1000.
+        /// (Go: the capacity of its one shared queue.)
         with_message_buffer_size, message_buffer_size: usize);
+    setter!(
+        /// What one handshaked peer may make the node hold of received data, in bytes:
+        /// messages waiting for the application, frames being read, read-ahead
+        /// (docs/configuration.md, "Receive budgets"). A quarter of it is kept for the peer's
+        /// `High` streams. When it is spent, the peer's streams are no longer read until the
+        /// application takes messages: backpressure, nothing is dropped. Default 16 MiB.
+        with_peer_receive_budget, peer_receive_budget: usize);
+    setter!(
+        /// As [`with_peer_receive_budget`](Self::with_peer_receive_budget), for a peer that
+        /// has not finished the handshake. Default 2 MiB.
+        with_stranger_receive_budget, stranger_receive_budget: usize);
+    setter!(
+        /// What all peers that have not finished the handshake may make the node hold
+        /// together, in bytes. Default 32 MiB.
+        with_strangers_receive_budget, strangers_receive_budget: usize);
+    setter!(
+        /// What all peers together may make the node hold of received data, in bytes. A
+        /// quarter of it is kept for `High` streams and for peers holding less than one
+        /// maximum message, so that peers with deep backlogs do not lock a quiet one out.
+        /// Default 256 MiB.
+        with_receive_budget, receive_budget: usize);
     setter!(
         /// Flow control high watermark and capacity of each (peer, stream) send queue, in
         /// messages: `send` waits (and `try_send` fails) when this many are queued. Default 1000.
@@ -430,6 +478,19 @@ impl Config {
         &self.listen_addrs
     }
 
+    /// Gives stream `name`'s received messages a [`Priority`](crate::Priority) (default
+    /// `Normal`; the handshake stream is always `High`). `High` streams (votes) are taken
+    /// first and may use the part of the receive budgets kept back from bulk streams.
+    #[must_use]
+    pub fn with_stream_priority(
+        mut self,
+        name: impl Into<String>,
+        priority: crate::message::Priority,
+    ) -> Self {
+        self.stream_priorities.insert(name.into(), priority);
+        self
+    }
+
     /// The largest plaintext message.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
@@ -455,6 +516,24 @@ impl Config {
     /// [`max_frame_len`](Self::max_frame_len) for stream `name`.
     pub(crate) fn max_frame_len_for(&self, name: &str) -> usize {
         codec::outer_len(self.max_message_size_for(name) + OVERHEAD)
+    }
+
+    /// The receive budgets (docs/configuration.md, "Receive budgets").
+    pub(crate) fn inbox_limits(&self) -> crate::inbox::Limits {
+        crate::inbox::Limits {
+            peer: self.peer_receive_budget,
+            stranger: self.stranger_receive_budget,
+            strangers: self.strangers_receive_budget,
+            total: self.receive_budget,
+            floor: self.largest_read(""),
+            messages: self.message_buffer_size,
+        }
+    }
+
+    /// The most one stream of `name` may need charged at once: one frame of its largest
+    /// message (both prefixes), a read-ahead and a message's overhead.
+    fn largest_read(&self, name: &str) -> usize {
+        self.max_frame_len_for(name) + 10 + crate::inbox::READAHEAD + crate::inbox::MESSAGE_OVERHEAD
     }
 
     /// The admission limits (docs/admission.md).
@@ -564,6 +643,46 @@ impl Config {
             return Err(ConfigError::MessageSizeAboveProtocolLimit(
                 self.max_message_size,
             ));
+        }
+        self.validate_budgets()
+    }
+
+    /// Every budget must let one largest message through the share its streams may use, or a
+    /// stream could wait for ever (strangers only have the handshake stream, which is `High`);
+    /// the total's reserve must hold one peer's floor.
+    fn validate_budgets(&self) -> Result<(), ConfigError> {
+        let bulk = |b: usize| b - b / 4;
+        let data = self.largest_read("");
+        for (budget, needed, what) in [
+            (
+                bulk(self.peer_receive_budget),
+                data,
+                "three quarters of peer_receive_budget",
+            ),
+            (
+                self.stranger_receive_budget,
+                self.largest_read(crate::wire::HANDSHAKE),
+                "stranger_receive_budget",
+            ),
+            (
+                self.strangers_receive_budget,
+                self.stranger_receive_budget,
+                "strangers_receive_budget",
+            ),
+            (
+                self.receive_budget,
+                self.peer_receive_budget,
+                "receive_budget",
+            ),
+            (self.receive_budget / 4, data, "a quarter of receive_budget"),
+        ] {
+            if budget < needed {
+                return Err(ConfigError::BudgetTooSmall {
+                    what,
+                    budget,
+                    needed,
+                });
+            }
         }
         Ok(())
     }

@@ -69,11 +69,25 @@ fn validation_errors() {
         base().with_message_buffer_size(0).validate(),
         Err(ConfigError::Zero("message_buffer_size"))
     );
+    // The largest messages need budgets that can hold them.
+    let big = base().with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT);
+    assert!(matches!(
+        big.clone().validate(),
+        Err(ConfigError::BudgetTooSmall { what, .. }) if what.contains("peer_receive_budget")
+    ));
     assert!(
-        base()
-            .with_max_message_size(Config::MAX_MESSAGE_SIZE_LIMIT)
+        big.with_peer_receive_budget(128 << 20)
+            .with_receive_budget(512 << 20)
             .validate()
             .is_ok()
+    );
+    assert_eq!(
+        base().with_receive_budget(8 << 20).validate(),
+        Err(ConfigError::BudgetTooSmall {
+            what: "receive_budget",
+            budget: 8 << 20,
+            needed: 16 << 20
+        })
     );
     assert!(
         base()

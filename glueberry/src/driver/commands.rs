@@ -165,6 +165,11 @@ impl Driver {
                 let r = match allowed {
                     Ok(()) => {
                         if self.shared.sessions.prepare(&peer, cipher, &names) {
+                            // The application accepted the peer: it gets the larger receive
+                            // budget, which its data streams need.
+                            self.shared
+                                .inbox
+                                .set_kind(&peer, crate::inbox::Kind::Trusted);
                             if self.book.set_public_key(
                                 &peer,
                                 public_key,

@@ -29,6 +29,19 @@ impl Driver {
             }
             _ => {}
         }
+        // Handshaked peers get the larger receive budget (from `prepare_streams` on); others
+        // the strangers' (docs/configuration.md, "Receive budgets").
+        match state {
+            State::Established => self
+                .shared
+                .inbox
+                .set_kind(&peer, crate::inbox::Kind::Trusted),
+            State::Connected => {}
+            _ => self
+                .shared
+                .inbox
+                .set_kind(&peer, crate::inbox::Kind::Stranger),
+        }
         let outbound = self.refresh_view(peer);
         tracing::info!(%peer, %state, reason = ?change.reason, attempt = ?change.attempt, "peer state");
         metrics::counter!(m::EVENTS_EMITTED, "state" => state_label(state)).increment(1);

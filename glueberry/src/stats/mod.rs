@@ -185,3 +185,33 @@ impl PeerStats {
         self.dropped.decryption_failed
     }
 }
+
+/// Memory held for received messages, from [`Node::inbox_stats`](crate::Node::inbox_stats).
+///
+/// Bytes are what peers made the node hold: the frames read and not yet taken by the
+/// application, each message's fixed overhead, the rest of every frame whose length was read
+/// (reserved before its body is read) and a read-ahead per stream (docs/concurrency.md,
+/// "Receiving").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxStats {
+    /// Bytes held now, every peer.
+    pub held_bytes: usize,
+    /// The most bytes held at once since the node started.
+    pub peak_bytes: usize,
+    /// Bytes held now for peers that have not finished the handshake.
+    pub strangers_held_bytes: usize,
+    /// The most bytes held at once for such peers.
+    pub strangers_peak_bytes: usize,
+    /// The most bytes one such peer made the node hold.
+    pub stranger_peak_bytes: usize,
+    /// The most bytes one handshaked peer made the node hold.
+    pub peer_peak_bytes: usize,
+    /// Messages waiting in every queue now.
+    pub queued_messages: usize,
+    /// Times a stream reader stopped reading because a budget was spent (backpressure).
+    pub read_waits: u64,
+    /// Messages dropped during shutdown because their peer was over its budget (counted per
+    /// stream as `undelivered` too).
+    pub dropped_at_shutdown: u64,
+}

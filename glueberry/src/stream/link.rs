@@ -211,18 +211,7 @@ impl Sessions {
     pub(super) fn take_spare(&self, peer: &PeerId, session: u64, name: &str) -> Option<Spare> {
         let mut map = lock(&self.inner);
         let s = map.get_mut(peer).filter(|s| s.id == session)?;
-        let list = s.spares.get_mut(name)?;
-        let mut found = None;
-        while let Some(sp) = list.pop() {
-            if !sp.link.has_ended() {
-                found = Some(sp);
-                break;
-            }
-        }
-        if list.is_empty() {
-            s.spares.remove(name);
-        }
-        found
+        live_spare(s, name)
     }
 
     /// What a writer handed over for (peer, name), to write first.
@@ -237,23 +226,30 @@ impl Sessions {
     /// A writer whose stream the peer reset, with nowhere to move: in one step (under the
     /// lock, so that no new writer of the name starts in between), `slot` stops being the
     /// writer and `fill` moves what is to be written again, and what is still queued, into the
-    /// session for the next writer of the name. Returns false if the session is gone or the node
-    /// is shutting down (nothing was kept, `fill` did not run).
+    /// session for the next writer of the name.
+    ///
+    /// With `or_spare`, a spare that came since the writer last looked is returned instead
+    /// (`fill` does not run): a spare registered while the writer was deciding would otherwise
+    /// sit beside a stash that no writer takes.
     pub(super) fn hand_over(
         &self,
         peer: &PeerId,
         session: u64,
         name: &Arc<str>,
         slot: &Slot,
+        or_spare: bool,
         fill: impl FnOnce(&mut VecDeque<Bytes>),
-    ) -> bool {
+    ) -> HandOver {
         let mut map = lock(&self.inner);
         let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
-            return false;
+            return HandOver::Refused;
         };
         if self.draining.load(std::sync::atomic::Ordering::Acquire) {
             // Shutting down: no writer would start to write them.
-            return false;
+            return HandOver::Refused;
+        }
+        if or_spare && let Some(spare) = live_spare(s, name) {
+            return HandOver::Spare(spare);
         }
         if s.slots
             .get(name)
@@ -262,8 +258,34 @@ impl Sessions {
             s.slots.remove(name);
         }
         fill(s.stash.entry(name.clone()).or_default());
-        true
+        HandOver::Kept
     }
+}
+
+/// What [`Sessions::hand_over`] did.
+pub(super) enum HandOver {
+    /// Kept for the next writer of the name.
+    Kept,
+    /// Nothing kept: the session is gone or the node is shutting down.
+    Refused,
+    /// A spare to move onto instead.
+    Spare(Spare),
+}
+
+/// Takes the newest spare of `name` whose reader still runs; drops those that ended.
+fn live_spare(s: &mut super::Session, name: &str) -> Option<Spare> {
+    let list = s.spares.get_mut(name)?;
+    let mut found = None;
+    while let Some(sp) = list.pop() {
+        if !sp.link.has_ended() {
+            found = Some(sp);
+            break;
+        }
+    }
+    if list.is_empty() {
+        s.spares.remove(name);
+    }
+    found
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! writer, so frames of concurrent senders never interleave, and reading goes on while a write
 //! waits for the muxer.
 
-mod deadline;
+mod intake;
 mod link;
 mod reader;
 mod writer;

@@ -9,13 +9,13 @@ use futures::{FutureExt as _, StreamExt as _};
 use libp2p::{PeerId, Stream};
 use tokio_util::codec::FramedRead;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
-use tokio_util::sync::WaitForCancellationFuture;
 
 use super::link::{Ended, Link};
-use super::{Ids, deadline};
+use super::{Ids, intake};
 use crate::crypto::Cipher;
 use crate::event::{Event, StreamFault};
-use crate::message::IncomingMessage;
+use crate::inbox::{MESSAGE_OVERHEAD, Meter};
+use crate::message::{IncomingMessage, Priority};
 use crate::shared::Shared;
 use crate::stats::StreamCounters;
 use crate::telemetry as m;
@@ -30,7 +30,7 @@ enum End {
     Cancelled,
     /// The peer broke the framing or sent too many bad bodies: the stream is reset.
     Reset,
-    /// The message queue closed (shutdown).
+    /// The message queues closed (shutdown).
     QueueClosed,
     /// Reading failed (the stream or connection was reset or closed under us).
     Io,
@@ -51,13 +51,22 @@ pub(super) async fn run(
 ) {
     let peer = ids.peer;
     let token = link.token.clone();
-    // A frame the peer started must be complete within `frame_timeout` (`deadline`).
-    let clock = deadline::Clock::default();
+    // What is read is charged to the peer first (`inbox`); a frame the peer started must be
+    // complete within `frame_timeout` (`intake`).
+    let class = shared.inbox.priority(&name);
+    let meter = Meter::new(shared.inbox.clone(), peer, class);
+    let frame = intake::Frame::default();
     let mut frames = FramedRead::new(
-        deadline::Clocked::new(read.compat(), clock.clone(), shared.config.frame_timeout),
-        deadline::Timed::new(
+        intake::Intake::new(
+            read,
+            frame.clone(),
+            meter.clone(),
+            shared.config.frame_timeout,
+        )
+        .compat(),
+        intake::Measured::new(
             Decoder::new(shared.config.max_frame_len_for(&name)),
-            clock.clone(),
+            frame.clone(),
         ),
     );
     let mut failures: u32 = 0;
@@ -66,8 +75,26 @@ pub(super) async fn run(
     tokio::pin!(cancelled);
     // Messages decoded from what has already arrived, handed to the queue together: the
     // consumer is woken once for them, not once per message.
-    let mut batch: Vec<IncomingMessage> = Vec::new();
+    let mut batch: Vec<(IncomingMessage, usize)> = Vec::new();
+    // Messages whose overhead is charged and that were not decoded yet.
+    let mut credits = 0;
     let end = loop {
+        if credits == 0 {
+            let mut waited = false;
+            credits = tokio::select! {
+                biased;
+                _ = &mut cancelled => break End::Cancelled,
+                n = std::future::poll_fn(|cx| {
+                    let p = meter.poll_messages(cx, BATCH);
+                    waited |= p.is_pending();
+                    p
+                }) => n,
+            };
+            if waited {
+                // Time spent waiting for room is not the peer's.
+                frame.resume();
+            }
+        }
         let mut item = tokio::select! {
             biased;
             _ = &mut cancelled => break End::Cancelled,
@@ -87,20 +114,24 @@ pub(super) async fn run(
             ) {
                 Ok(Some(data)) => {
                     tracing::trace!(%peer, stream = &*name, len = data.len(), "message received");
-                    batch.push(IncomingMessage {
+                    credits -= 1;
+                    let charge = frame.take_consumed() + MESSAGE_OVERHEAD;
+                    let msg = IncomingMessage {
                         peer,
                         stream: name.clone(),
                         data,
                         received_at,
-                    });
+                    };
+                    batch.push((msg, charge));
                 }
-                Ok(None) => {}
+                // A bad body: its bytes go back, its message credit serves the next one.
+                Ok(None) => meter.release(frame.take_consumed(), 0),
                 Err(end) => {
                     stop = Some(end);
                     break;
                 }
             }
-            if batch.len() >= BATCH {
+            if batch.len() >= BATCH || credits == 0 {
                 break;
             }
             // The next frame only if it is already here (a no-op waker: the next await
@@ -114,15 +145,15 @@ pub(super) async fn run(
                 None => break,
             }
         }
-        if let Err(end) = deliver(&shared, &mut batch, &stats, &mut cancelled).await {
+        if let Err(end) = deliver(&shared, peer, class, &mut batch, &stats) {
             break end;
         }
-        // Time spent waiting for room in the queue is not the peer's.
-        clock.resume();
         if let Some(end) = stop {
             break end;
         }
     };
+    // Whatever is still charged and was not handed over goes back.
+    meter.release(frame.custody() + credits * MESSAGE_OVERHEAD, credits);
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
     stats.stream_closed();
     if end == End::Reset {
@@ -167,7 +198,7 @@ fn decode(
     let peer = ids.peer;
     let mut body = match item {
         None => return Err(End::Eof),
-        Some(Err(DecodeError::Io(e))) if deadline::expired(&e) => {
+        Some(Err(DecodeError::Io(e))) if intake::expired(&e) => {
             stats.malformed();
             fault(shared, peer, name, e.to_string(), true);
             return Err(End::Reset);
@@ -227,55 +258,34 @@ fn bad(
     Ok(None)
 }
 
-/// Hands the batch to the message queue, in order, and empties it.
+/// Hands the batch to the message queues, in order, and empties it. Never waits: what the
+/// messages hold was charged before they were read.
 ///
-/// Waiting here is the backpressure: while the queue is full this stream is not read, and the
-/// muxer's window stops the sender. Once shutdown began, a full queue no longer holds the
-/// stream: the message is dropped (counted) and reading goes on to the end, so that the peer's
-/// close is seen and the writers' drain is not held up.
-async fn deliver(
+/// Once shutdown began, a peer over its budget no longer holds the stream: its messages are
+/// dropped (counted) and reading goes on to the end, so that the peer's close is seen and the
+/// writers' drain is not held up.
+fn deliver(
     shared: &Shared,
-    batch: &mut Vec<IncomingMessage>,
+    peer: PeerId,
+    class: Priority,
+    batch: &mut Vec<(IncomingMessage, usize)>,
     stats: &StreamCounters,
-    cancelled: &mut std::pin::Pin<&mut WaitForCancellationFuture<'_>>,
 ) -> Result<(), End> {
-    let mut msgs = batch.drain(..);
-    let mut result = Ok(());
-    for msg in msgs.by_ref() {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    for (msg, _) in batch.iter() {
         // Counted before it is queued, so that whoever receives it sees it counted.
         stats.received(msg.data.len(), msg.received_at);
-        let msg = match shared.messages.try_send(msg) {
-            Ok(()) => continue,
-            Err(async_channel::TrySendError::Closed(_)) => {
-                result = Err(End::QueueClosed);
-                stats.undelivered();
-                break;
-            }
-            Err(async_channel::TrySendError::Full(msg)) => msg,
-        };
-        tokio::select! {
-            biased;
-            _ = &mut *cancelled => {
-                stats.undelivered();
-                result = Err(End::Cancelled);
-                break;
-            }
-            r = shared.messages.send(msg) => if r.is_err() {
-                stats.undelivered();
-                result = Err(End::QueueClosed);
-                break;
-            },
-            _ = shared.closing.cancelled(), if shared.messages.is_full() => {
-                stats.undelivered();
-            }
-        }
     }
-    // Not delivered: counted as received (they were) and undelivered.
-    for msg in msgs {
-        stats.received(msg.data.len(), msg.received_at);
+    let dropped = shared.inbox.push(&peer, class, batch.drain(..));
+    for _ in 0..dropped {
         stats.undelivered();
     }
-    result
+    if shared.inbox.is_closed() {
+        return Err(End::QueueClosed);
+    }
+    Ok(())
 }
 
 fn too_many(shared: &Shared, failures: u32) -> bool {

@@ -17,7 +17,7 @@ use futures::io::WriteHalf;
 use libp2p::Stream;
 use tokio::sync::{mpsc, watch};
 
-use super::link::{Copies, Ended, Link};
+use super::link::{Copies, Ended, HandOver, Link};
 use super::{Ids, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
 use crate::event::{Event, StreamReset};
@@ -262,72 +262,80 @@ async fn recover(
     let mut resend = t.copies.take();
     let resent = resend.len() as u64;
     // Move onto the peer's own stream of the name, if it is here.
-    while let Some(spare) = t.shared.sessions.take_spare(&peer, t.ids.session, &t.name) {
-        *lock(&spare.link.writer_of) = Some(t.slot.clone());
-        t.write = spare.write;
-        t.link = spare.link;
-        *ended = t.link.ended.subscribe();
-        t.end_seen = false;
-        // The peer's own stream: it never resets it under Go's rule.
-        t.copies = Copies::settled();
-        buf.clear();
-        for m in &resend {
-            encode(buf, m, t.cipher.as_deref());
-        }
-        let token = t.link.token.clone();
-        let written = tokio::select! {
-            biased;
-            _ = token.cancelled() => {
-                // (`lost` is counted already.)
-                t.stats.lost(resent);
-                return Some(Stop::Cancelled);
+    let mut next = t.shared.sessions.take_spare(&peer, t.ids.session, &t.name);
+    let queued = loop {
+        while let Some(spare) = next.take() {
+            *lock(&spare.link.writer_of) = Some(t.slot.clone());
+            t.write = spare.write;
+            t.link = spare.link;
+            *ended = t.link.ended.subscribe();
+            t.end_seen = false;
+            // The peer's own stream: it never resets it under Go's rule.
+            t.copies = Copies::settled();
+            buf.clear();
+            for m in &resend {
+                encode(buf, m, t.cipher.as_deref());
             }
-            r = async {
-                t.write.write_all(buf).await?;
-                t.write.flush().await
-            } => r,
+            let token = t.link.token.clone();
+            let written = tokio::select! {
+                biased;
+                _ = token.cancelled() => {
+                    // (`lost` is counted already.)
+                    t.stats.lost(resent);
+                    return Some(Stop::Cancelled);
+                }
+                r = async {
+                    t.write.write_all(buf).await?;
+                    t.write.flush().await
+                } => r,
+            };
+            if written.is_ok() {
+                report(t, resent, lost, "moved");
+                tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
+                return None;
+            }
+            // That one is gone too: try the next.
+            next = t.shared.sessions.take_spare(&peer, t.ids.session, &t.name);
+        }
+        // None yet: hand everything over, atomically with leaving the slot, so that the next
+        // writer of the name (the peer's stream when it comes, or the next send's) writes it
+        // first, in order; unless a spare came meanwhile.
+        let Some(slot) = t.slot.upgrade() else {
+            t.stats.lost(resent);
+            report(t, 0, lost + resent, "kept");
+            return Some(Stop::Failed);
         };
-        if written.is_ok() {
-            report(t, resent, lost, "moved");
-            tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
-            return None;
+        let (rx, gate, stats) = (&mut t.rx, &t.gate, &t.stats);
+        let mut queued = 0usize;
+        let outcome =
+            t.shared
+                .sessions
+                .hand_over(&peer, t.ids.session, &t.name, &slot, true, |stash| {
+                    rx.close();
+                    stash.extend(resend.drain(..));
+                    while let Ok(m) = rx.try_recv() {
+                        stash.push_back(m);
+                        queued += 1;
+                    }
+                    if let Some(g) = gate
+                        && queued > 0
+                    {
+                        g.release(queued);
+                        stats.pending(-(queued as i64));
+                    }
+                });
+        match outcome {
+            HandOver::Kept => break queued,
+            HandOver::Spare(spare) => next = Some(spare),
+            HandOver::Refused => {
+                // The session is gone: what was to be written again is lost (the queue is
+                // counted when the task ends).
+                t.stats.lost(resent);
+                report(t, 0, lost + resent, "kept");
+                return Some(Stop::Failed);
+            }
         }
-        // That one is gone too: try the next.
-    }
-    // None yet: hand everything over, atomically with leaving the slot, so that the next writer
-    // of the name (the peer's stream when it comes, or the next send's) writes it first, in
-    // order.
-    let Some(slot) = t.slot.upgrade() else {
-        t.stats.lost(resent);
-        report(t, 0, lost + resent, "kept");
-        return Some(Stop::Failed);
     };
-    let (rx, gate, stats) = (&mut t.rx, &t.gate, &t.stats);
-    let mut queued = 0usize;
-    let kept = t
-        .shared
-        .sessions
-        .hand_over(&peer, t.ids.session, &t.name, &slot, |stash| {
-            rx.close();
-            stash.extend(resend.drain(..));
-            while let Ok(m) = rx.try_recv() {
-                stash.push_back(m);
-                queued += 1;
-            }
-            if let Some(g) = gate
-                && queued > 0
-            {
-                g.release(queued);
-                stats.pending(-(queued as i64));
-            }
-        });
-    if !kept {
-        // The session is gone: what was to be written again is lost (the queue is counted when
-        // the task ends).
-        t.stats.lost(resent);
-        report(t, 0, lost + resent, "kept");
-        return Some(Stop::Failed);
-    }
     let resent = resent + queued as u64;
     report(t, resent, lost, "kept");
     tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: kept for the next stream of the name");
@@ -377,13 +385,13 @@ async fn finish(mut t: Task, stop: Stop, in_flight: u64) {
         && let Some(slot) = t.slot.upgrade()
     {
         let n = late.len();
-        let kept = t
-            .shared
-            .sessions
-            .hand_over(&peer, t.ids.session, &t.name, &slot, |stash| {
-                stash.append(&mut late)
-            });
-        if kept {
+        let kept =
+            t.shared
+                .sessions
+                .hand_over(&peer, t.ids.session, &t.name, &slot, false, |stash| {
+                    stash.append(&mut late)
+                });
+        if matches!(kept, HandOver::Kept) {
             tracing::debug!(%peer, stream = &*t.name, n, "late messages handed over too");
         }
     }
