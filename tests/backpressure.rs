@@ -146,7 +146,15 @@ async fn a_slow_consumer_gets_every_message_once_in_order() {
             messages.len() <= 16,
             "the message queue stays within its bound"
         );
-        let m = within(messages.recv()).await.unwrap();
+        let Ok(m) = tokio::time::timeout(std::time::Duration::from_secs(10), messages.recv()).await
+        else {
+            panic!(
+                "stuck at {i}: {:?} {:?}",
+                b.inbox_stats(),
+                a.debug_state().await.flow_controllers
+            );
+        };
+        let m = m.unwrap();
         assert_eq!(
             u32::from_be_bytes(m.data[..4].try_into().unwrap()),
             i,

@@ -220,7 +220,7 @@ async fn shutdown_in_flight(t: Transport) {
     while within(messages.recv()).await.is_ok() {
         left += 1;
     }
-    assert!(left <= 4, "{left}");
+    assert!(left <= 4, "{left} {:?}", b.inbox_stats());
     // Subscribers saw the shutdown, then the end of the stream of events.
     let e = wait_state(&mut sub, b.peer_id(), State::Disconnected).await;
     assert_eq!(e.reason, Some(DisconnectReason::Shutdown));

@@ -527,6 +527,8 @@ impl Config {
             total: self.receive_budget,
             floor: self.largest_read(""),
             messages: self.message_buffer_size,
+            finish_stranger: self.largest_read(crate::wire::HANDSHAKE),
+            finish_peer: self.largest_read(""),
         }
     }
 
@@ -647,9 +649,9 @@ impl Config {
         self.validate_budgets()
     }
 
-    /// Every budget must let one largest message through the share its streams may use, or a
-    /// stream could wait for ever (strangers only have the handshake stream, which is `High`);
-    /// the total's reserve must hold one peer's floor.
+    /// Every budget must let one largest message through the share its streams may use, with
+    /// room for a read-ahead beside it, or a stream could wait for ever (strangers only have the
+    /// handshake stream, which is `High`); the total's reserve must hold one peer's floor.
     fn validate_budgets(&self) -> Result<(), ConfigError> {
         let bulk = |b: usize| b - b / 4;
         let data = self.largest_read("");

@@ -16,7 +16,11 @@
 //! - per peer, a quarter of its budget is likewise kept back for its urgent streams, so a bulk
 //!   stream the application reads slowly never stops a vote from being read;
 //! - a count of messages per peer (`messages`), since small messages cost more than their
-//!   bytes.
+//!   bytes;
+//! - a read-ahead, which may start new frames, may not use the last `finish` bytes of any of
+//!   these limits: they are kept for charging the rest of frames already started. Frames left
+//!   half done can then never hold a budget whole, and a started frame can always be finished
+//!   (or reset at its deadline), so readers never wait on each other in a circle.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -37,6 +41,11 @@ pub(crate) struct Limits {
     pub(crate) floor: usize,
     /// Messages queued per peer, counted apart from their bytes.
     pub(crate) messages: usize,
+    /// What a read-ahead leaves of each limit for finishing started frames: the largest frame
+    /// a stranger (the handshake stream's) and a handshaked peer may send, with a read-ahead
+    /// and a message's overhead.
+    pub(crate) finish_stranger: usize,
+    pub(crate) finish_peer: usize,
 }
 
 /// Whether a peer finished the handshake.
@@ -158,17 +167,29 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         }
     }
 
-    /// Bytes `peer` may charge now, and what limits it when that is less than asked.
-    fn room(&self, peer: &K, urgent: bool) -> (usize, Blocked) {
+    /// Bytes `peer` may charge now, and what limits it when that is less than asked. A
+    /// read-ahead (`ahead`) leaves each limit's last `finish` bytes.
+    fn room(&self, peer: &K, urgent: bool, ahead: bool) -> (usize, Blocked) {
         if self.unlimited {
             return (usize::MAX, Blocked::Shared);
         }
         let a = self.account(peer);
+        let keep = match (ahead, a.kind) {
+            (false, _) => 0,
+            (true, Kind::Stranger) => self.limits.finish_stranger,
+            (true, Kind::Trusted) => self.limits.finish_peer,
+        };
         let own = self.own_limit(a.kind);
         let own = if urgent { own } else { own - own / 4 };
-        let peer_room = own.saturating_sub(a.held);
-        let hard = self.limits.total.saturating_sub(self.marks.held);
-        let soft = (self.limits.total - self.limits.total / 4).saturating_sub(self.marks.held);
+        let peer_room = own.saturating_sub(keep).saturating_sub(a.held);
+        let hard = self
+            .limits
+            .total
+            .saturating_sub(keep)
+            .saturating_sub(self.marks.held);
+        let soft = (self.limits.total - self.limits.total / 4)
+            .saturating_sub(keep)
+            .saturating_sub(self.marks.held);
         let mut shared_room = if urgent {
             hard
         } else {
@@ -178,6 +199,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
             shared_room = shared_room.min(
                 self.limits
                     .strangers
+                    .saturating_sub(keep)
                     .saturating_sub(self.marks.strangers_held),
             );
         }
@@ -198,7 +220,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
 
     /// Charges exactly `n` bytes, or nothing.
     pub(crate) fn charge_exact(&mut self, peer: &K, n: usize, urgent: bool) -> Result<(), Blocked> {
-        let (room, blocked) = self.room(peer, urgent);
+        let (room, blocked) = self.room(peer, urgent, false);
         if room < n {
             return Err(blocked);
         }
@@ -206,14 +228,15 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         Ok(())
     }
 
-    /// Charges between 1 and `max` bytes: as many as fit.
+    /// Charges between 1 and `max` bytes of read-ahead: as many as fit, leaving what started
+    /// frames may need.
     pub(crate) fn charge_up_to(
         &mut self,
         peer: &K,
         max: usize,
         urgent: bool,
     ) -> Result<usize, Blocked> {
-        let (room, blocked) = self.room(peer, urgent);
+        let (room, blocked) = self.room(peer, urgent, true);
         let n = room.min(max);
         if n == 0 {
             return Err(blocked);
@@ -231,7 +254,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         size: usize,
         urgent: bool,
     ) -> Result<usize, Blocked> {
-        let (room, blocked) = self.room(peer, urgent);
+        let (room, blocked) = self.room(peer, urgent, false);
         let by_count = if self.unlimited {
             max
         } else {

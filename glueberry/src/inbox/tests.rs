@@ -12,6 +12,8 @@ fn limits() -> Limits {
         total: 4 << 20,
         floor: 64 << 10,
         messages: 100,
+        finish_stranger: 0,
+        finish_peer: 0,
     }
 }
 

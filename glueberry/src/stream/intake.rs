@@ -8,10 +8,13 @@
 //! small read-ahead at a frame boundary), then fails the read once a started frame has waited
 //! past `frame_timeout`.
 //!
-//! Time the node spent not reading does not count against the peer: a read that waits for
+//! Time the node spent not reading does not count against the peer: a read that waited for
 //! budget restarts the frame's clock when it goes on, and so does the reader after waiting for
-//! room for its messages ([`Frame::resume`]). A frame whose rest was charged never waits for
-//! budget half-read, so a frame's deadline only ever measures the peer.
+//! room for its messages ([`Frame::resume`]). That cannot let frames left half done hold a
+//! budget for ever: read-aheads (which start frames) leave room for finishing started ones
+//! (`inbox::budget`), and a frame whose rest was charged waits only for its peer, with its
+//! deadline running. A read-ahead charged for a read that found nothing goes back at once, so
+//! an idle stream holds no budget.
 
 use std::io;
 use std::pin::Pin;
@@ -229,11 +232,27 @@ impl<R: AsyncRead + Unpin> AsyncRead for Intake<R> {
         }
         this.poll_deadline(cx)?;
         let limit = room.min(buf.len());
-        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf[..limit]))?;
-        let mut s = lock(&this.frame.0);
-        s.unread -= n;
-        s.buffered += n;
-        Poll::Ready(Ok(n))
+        match Pin::new(&mut this.inner).poll_read(cx, &mut buf[..limit]) {
+            Poll::Ready(Ok(n)) => {
+                let mut s = lock(&this.frame.0);
+                s.unread -= n;
+                s.buffered += n;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // Nothing to read now: a read-ahead charged for nothing goes back, so that an
+                // idle stream holds no budget (the rest of a started frame stays reserved).
+                let spare = {
+                    let mut s = lock(&this.frame.0);
+                    let spare = s.unread.saturating_sub(s.need);
+                    s.unread -= spare;
+                    spare
+                };
+                this.meter.release(spare, 0);
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -265,6 +284,8 @@ mod tests {
                 total: 1 << 30,
                 floor: 1 << 20,
                 messages: 1 << 20,
+                finish_stranger: 0,
+                finish_peer: 0,
             },
             Default::default(),
         );

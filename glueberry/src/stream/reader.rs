@@ -76,25 +76,10 @@ pub(super) async fn run(
     // Messages decoded from what has already arrived, handed to the queue together: the
     // consumer is woken once for them, not once per message.
     let mut batch: Vec<(IncomingMessage, usize)> = Vec::new();
-    // Messages whose overhead is charged and that were not decoded yet.
+    // Messages whose overhead is charged and that were not decoded yet (only while a batch is
+    // being decoded: an idle reader holds none).
     let mut credits = 0;
     let end = loop {
-        if credits == 0 {
-            let mut waited = false;
-            credits = tokio::select! {
-                biased;
-                _ = &mut cancelled => break End::Cancelled,
-                n = std::future::poll_fn(|cx| {
-                    let p = meter.poll_messages(cx, BATCH);
-                    waited |= p.is_pending();
-                    p
-                }) => n,
-            };
-            if waited {
-                // Time spent waiting for room is not the peer's.
-                frame.resume();
-            }
-        }
         let mut item = tokio::select! {
             biased;
             _ = &mut cancelled => break End::Cancelled,
@@ -114,8 +99,37 @@ pub(super) async fn run(
             ) {
                 Ok(Some(data)) => {
                     tracing::trace!(%peer, stream = &*name, len = data.len(), "message received");
+                    let consumed = frame.take_consumed();
+                    if credits == 0 {
+                        // What is decoded goes first: its messages may be what the wait
+                        // below is for.
+                        if let Err(end) = deliver(&shared, peer, class, &mut batch, &stats) {
+                            meter.release(consumed, 0);
+                            stop = Some(end);
+                            break;
+                        }
+                        // Room for the batch's messages (their overhead and count).
+                        let mut waited = false;
+                        credits = tokio::select! {
+                            biased;
+                            _ = &mut cancelled => {
+                                meter.release(consumed, 0);
+                                stop = Some(End::Cancelled);
+                                break;
+                            }
+                            n = std::future::poll_fn(|cx| {
+                                let p = meter.poll_messages(cx, BATCH - batch.len());
+                                waited |= p.is_pending();
+                                p
+                            }) => n,
+                        };
+                        if waited {
+                            // Time spent waiting for room is not the peer's.
+                            frame.resume();
+                        }
+                    }
                     credits -= 1;
-                    let charge = frame.take_consumed() + MESSAGE_OVERHEAD;
+                    let charge = consumed + MESSAGE_OVERHEAD;
                     let msg = IncomingMessage {
                         peer,
                         stream: name.clone(),
@@ -131,7 +145,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            if batch.len() >= BATCH || credits == 0 {
+            if batch.len() >= BATCH {
                 break;
             }
             // The next frame only if it is already here (a no-op waker: the next await
@@ -145,7 +159,11 @@ pub(super) async fn run(
                 None => break,
             }
         }
-        if let Err(end) = deliver(&shared, peer, class, &mut batch, &stats) {
+        let delivered = deliver(&shared, peer, class, &mut batch, &stats);
+        // Credits not used go back: an idle reader holds none.
+        meter.release(credits * MESSAGE_OVERHEAD, credits);
+        credits = 0;
+        if let Err(end) = delivered {
             break end;
         }
         if let Some(end) = stop {

@@ -12,6 +12,8 @@ fn limits() -> Limits {
         total: 128 * KIB,
         floor: 4 * KIB,
         messages: 16,
+        finish_stranger: 0,
+        finish_peer: 0,
     }
 }
 
