@@ -6,6 +6,14 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use glueberry::{Config, Node, State};
 use glueberry_tests::*;
 
+/// Every fault reported on its own and none punished: these tests are about how each bad
+/// input is handled (tests/faults.rs has the rate limit and the cooldown).
+fn every_fault(t: Transport) -> glueberry::Config {
+    config(t)
+        .with_fault_report_interval(std::time::Duration::ZERO)
+        .with_max_faults(None)
+}
+
 /// A node prepared to take stream `data` from a raw peer, and a subscription to its events.
 async fn setup(config: Config) -> (Node, RawPeer, glueberry::Subscription) {
     let node = started(config).await;
@@ -69,7 +77,7 @@ async fn quic_framing_errors_reset_the_stream() {
 }
 
 async fn framing_errors(t: Transport) {
-    let (node, raw, mut sub) = setup(config(t)).await;
+    let (node, raw, mut sub) = setup(every_fault(t)).await;
     let limit = 1 << 20;
     let mut over = Vec::new();
     glueberry::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
@@ -132,7 +140,7 @@ async fn quic_bad_bodies_are_counted_then_the_stream_is_reset() {
 }
 
 async fn bad_bodies(t: Transport) {
-    let (node, raw, mut sub) = setup(config(t).with_max_stream_failures(Some(3))).await;
+    let (node, raw, mut sub) = setup(every_fault(t).with_max_stream_failures(Some(3))).await;
     let cipher = raw.cipher(&node.public_key());
     let mut wrong_tag = seal(&cipher, b"tampered");
     *wrong_tag.last_mut().unwrap() ^= 0x80;
@@ -167,7 +175,7 @@ async fn bad_bodies(t: Transport) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unprepared_stream_is_refused_and_handshake_is_plain() {
-    let node = started(config(Transport::Tcp)).await;
+    let node = started(every_fault(Transport::Tcp)).await;
     let mut sub = node.subscribe_events();
     let raw = RawPeer::dial(node.listen_addrs()[0].clone());
     wait_state(&mut sub, raw.peer_id, State::Connected).await;
@@ -198,7 +206,7 @@ async fn unprepared_stream_is_refused_and_handshake_is_plain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_frames_on_the_wire_are_v1() {
-    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let (node, raw, _sub) = setup(every_fault(Transport::Tcp)).await;
     let cipher = raw.cipher(&node.public_key());
     // The raw peer opens "data" first, so the node answers on that stream.
     let mut s = raw.open(node.peer_id(), "data").await;
@@ -223,7 +231,7 @@ async fn ended(s: &mut libp2p::Stream) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_of_names_prepared_for_another_peer_are_refused() {
-    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let (node, raw, _sub) = setup(every_fault(Transport::Tcp)).await;
     // A second peer: "data" is registered (prepared for `raw`) but not for this one.
     let mut sub = node.subscribe_events();
     let other = RawPeer::dial(node.listen_addrs()[0].clone());
@@ -242,7 +250,7 @@ async fn streams_of_names_prepared_for_another_peer_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_four_streams_per_name_are_read() {
-    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let (node, raw, _sub) = setup(every_fault(Transport::Tcp)).await;
     let cipher = raw.cipher(&node.public_key());
     let mut kept = Vec::new();
     for i in 0..4u8 {
@@ -269,7 +277,7 @@ async fn at_most_four_streams_per_name_are_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalize_closes_the_handshake_stream() {
-    let (node, raw, _sub) = setup(config(Transport::Tcp)).await;
+    let (node, raw, _sub) = setup(every_fault(Transport::Tcp)).await;
     let mut hs = raw.open(node.peer_id(), "handshake").await;
     hs.write_all(&frame(&[HELLO])).await.unwrap();
     hs.flush().await.unwrap();
@@ -301,7 +309,7 @@ fn hex(s: &str) -> Vec<u8> {
 async fn a_subscriber_that_never_reads_delays_nobody_and_sees_its_lag() {
     const EVENTS: usize = 10_000;
     const BATCH: usize = 50;
-    let (node, raw, _) = setup(config(Transport::Tcp).with_max_stream_failures(None)).await;
+    let (node, raw, _) = setup(every_fault(Transport::Tcp).with_max_stream_failures(None)).await;
     // Subscribed with the default queue of 100 events; this one never reads.
     let mut idle = node.subscribe_events();
     let mut reader = node.subscribe_filtered(glueberry::Filter::all().peers([raw.peer_id]));
@@ -346,7 +354,7 @@ async fn a_subscriber_that_never_reads_delays_nobody_and_sees_its_lag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_sized_frames_from_a_js_like_yamux_are_accepted() {
     // The sender is a stranger, so its 1 MiB messages go on the handshake stream: let them.
-    let node = started(config(Transport::Tcp).with_max_handshake_message_size(1 << 20)).await;
+    let node = started(every_fault(Transport::Tcp).with_max_handshake_message_size(1 << 20)).await;
     let mut sub = node.subscribe_events();
     let addr = node.listen_addrs()[0].clone();
     let target = {
@@ -394,7 +402,7 @@ async fn window_sized_frames_from_a_js_like_yamux_are_accepted() {
 /// the limit still gets through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handshake_stream_has_its_own_small_limit() {
-    let (node, raw, mut sub) = setup(config(Transport::Tcp)).await;
+    let (node, raw, mut sub) = setup(every_fault(Transport::Tcp)).await;
     let fault = fault_for(
         &node,
         &raw,

@@ -243,6 +243,9 @@ pub async fn events(count: usize, subscribers: usize) -> (std::time::Duration, u
     let node = started(
         config(false)
             .with_max_stream_failures(None)
+            // Every fault an event, and no cooldown: the faults are only a source of events.
+            .with_fault_report_interval(std::time::Duration::ZERO)
+            .with_max_faults(None)
             .with_event_buffer_size(1024),
     )
     .await;

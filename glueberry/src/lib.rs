@@ -39,6 +39,7 @@ pub mod crypto;
 mod driver;
 pub mod error;
 pub mod event;
+mod faults;
 pub mod flow;
 pub mod health;
 mod inbox;

@@ -47,6 +47,11 @@ pub(crate) struct Shared {
     /// Decoded messages waiting for the application, and the byte budgets readers charge
     /// before reading. Readers push, receivers take; the driver says who is handshaked.
     pub(crate) inbox: Arc<crate::inbox::Inbox>,
+    /// Peers' faults: what is reported, who is punished. Written by stream readers.
+    pub(crate) faults: Mutex<crate::faults::Faults>,
+    /// Peers that reached `max_faults`, to the driver (which disconnects them and keeps them
+    /// out for `fault_cooldown`).
+    pub(crate) faulty: tokio::sync::mpsc::Sender<PeerId>,
     /// Event fan-out to subscriptions, through the forwarder task.
     pub(crate) events: Hub,
     /// Per-peer statistics: connection fields written by the driver, counters by the stream

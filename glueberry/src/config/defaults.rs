@@ -65,6 +65,14 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bad frames tolerated on one stream before it is reset (Go never resets).
 pub const MAX_STREAM_FAILURES: u32 = 8;
+/// How often one peer's faults are reported (the rest are counted and carried).
+pub const FAULT_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// Faults of one peer within `FAULT_WINDOW` at which it is disconnected and kept out.
+pub const MAX_FAULTS: u32 = 32;
+/// The window `MAX_FAULTS` is counted in.
+pub const FAULT_WINDOW: Duration = Duration::from_secs(10);
+/// How long a peer disconnected for its faults is kept out.
+pub const FAULT_COOLDOWN: Duration = Duration::from_secs(60);
 /// How long a retired duplicate connection stays after its last stream closed, so that
 /// the last frames (stream closes, window updates) reach the peer.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);

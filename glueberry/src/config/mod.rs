@@ -115,6 +115,10 @@ pub struct Config {
     pub(crate) max_metadata_size: Option<usize>,
     pub(crate) dial_timeout: Duration,
     pub(crate) max_stream_failures: Option<u32>,
+    pub(crate) fault_report_interval: Duration,
+    pub(crate) max_faults: Option<u32>,
+    pub(crate) fault_window: Duration,
+    pub(crate) fault_cooldown: Duration,
     pub(crate) idle_connection_timeout: Duration,
     pub(crate) stats_max_age: Option<Duration>,
     pub(crate) stats_cleanup_interval: Duration,
@@ -147,6 +151,10 @@ impl std::fmt::Debug for Config {
             .field("strangers_receive_budget", &self.strangers_receive_budget)
             .field("receive_budget", &self.receive_budget)
             .field("stream_priorities", &self.stream_priorities)
+            .field("fault_report_interval", &self.fault_report_interval)
+            .field("max_faults", &self.max_faults)
+            .field("fault_window", &self.fault_window)
+            .field("fault_cooldown", &self.fault_cooldown)
             .field("high_watermark", &self.high_watermark)
             .field("low_watermark", &self.low_watermark)
             .field("backpressure", &self.backpressure)
@@ -245,6 +253,10 @@ impl Config {
             max_metadata_size: Some(defaults::MAX_METADATA_SIZE),
             dial_timeout: defaults::DIAL_TIMEOUT,
             max_stream_failures: Some(defaults::MAX_STREAM_FAILURES),
+            fault_report_interval: defaults::FAULT_REPORT_INTERVAL,
+            max_faults: Some(defaults::MAX_FAULTS),
+            fault_window: defaults::FAULT_WINDOW,
+            fault_cooldown: defaults::FAULT_COOLDOWN,
             idle_connection_timeout: defaults::IDLE_CONNECTION_TIMEOUT,
             stats_max_age: Some(defaults::STATS_MAX_AGE),
             stats_cleanup_interval: defaults::STATS_CLEANUP_INTERVAL,
@@ -416,6 +428,27 @@ impl Config {
         /// always resets at once. Default 8.
         with_max_stream_failures, max_stream_failures: Option<u32>);
     setter!(
+        /// How often one peer's faults (bad frames, frames not finished in time, streams
+        /// dropped inside a frame) are logged and reported as `Event::StreamFault`: the first at
+        /// once, then at most one per interval carrying how many it stands for
+        /// (`StreamFault::faults`). Zero reports every fault. Every fault is counted in the
+        /// stream's statistics either way. Default 1 s.
+        with_fault_report_interval, fault_report_interval: Duration);
+    setter!(
+        /// Faults of one peer within `fault_window` at which it is disconnected
+        /// ([`DisconnectReason::Faults`](crate::DisconnectReason::Faults)) and kept out for
+        /// `fault_cooldown`, counted as
+        /// [`AdmissionCause::Faults`](crate::event::AdmissionCause::Faults). `None` never
+        /// disconnects for faults. Default 32.
+        with_max_faults, max_faults: Option<u32>);
+    setter!(
+        /// The window `max_faults` is counted in, from a peer's first fault in it. Default 10 s.
+        with_fault_window, fault_window: Duration);
+    setter!(
+        /// How long a peer disconnected for its faults is kept out: its connections are closed
+        /// and it is not dialled. An address-book peer is reconnected afterwards. Default 60 s.
+        with_fault_cooldown, fault_cooldown: Duration);
+    setter!(
         /// How long a retired duplicate connection (both peers dialled at once and the other one
         /// is kept, or a restarted peer's old one) stays after its last stream closed, so that
         /// the last frames reach the peer. Connections glueberry keeps are never closed for
@@ -518,6 +551,15 @@ impl Config {
         codec::outer_len(self.max_message_size_for(name) + OVERHEAD)
     }
 
+    /// How peers' faults are reported and punished.
+    pub(crate) fn fault_limits(&self) -> crate::faults::Limits {
+        crate::faults::Limits {
+            report_every: self.fault_report_interval,
+            window: self.fault_window,
+            max: self.max_faults,
+        }
+    }
+
     /// The receive budgets (docs/configuration.md, "Receive budgets").
     pub(crate) fn inbox_limits(&self) -> crate::inbox::Limits {
         crate::inbox::Limits {
@@ -553,6 +595,7 @@ impl Config {
         crate::peer::Params {
             handshake_timeout: self.handshake_timeout,
             cooldown: self.failed_handshake_cooldown,
+            fault_cooldown: self.fault_cooldown,
             backoff: crate::peer::Backoff {
                 base: self.reconnect_base_delay,
                 max: self.reconnect_max_delay,
@@ -602,6 +645,7 @@ impl Config {
                 "security_handshake_timeout",
             ),
             (self.frame_timeout.unwrap_or(Duration::MAX), "frame_timeout"),
+            (self.fault_window, "fault_window"),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Zero(name));

@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::Driver;
 use crate::admission;
 use crate::event::{AdmissionCause, AdmissionEvent, Event};
-use crate::peer::DisconnectReason;
+use crate::peer::{DisconnectReason, Input};
 use crate::telemetry as m;
 
 impl Driver {
@@ -75,6 +75,9 @@ impl Driver {
             AdmissionCause::Superseded => {
                 metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "superseded").increment(1);
             }
+            AdmissionCause::Faults => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "faults").increment(1);
+            }
             _ => {
                 metrics::counter!(m::CONNECTIONS_REFUSED, "limit" => cause.label()).increment(1);
             }
@@ -101,6 +104,9 @@ impl Driver {
             AdmissionCause::Superseded => {
                 tracing::info!(%cause, count, ?peer, "admission: superseded connections closed");
             }
+            AdmissionCause::Faults => {
+                tracing::warn!(%cause, count, ?peer, "admission: a peer kept sending bad frames: disconnected for fault_cooldown");
+            }
             _ => {
                 tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted")
             }
@@ -112,5 +118,20 @@ impl Driver {
             remote,
             at: SystemTime::now(),
         }));
+    }
+
+    /// A peer reached `max_faults` (a stream reader said so): it is disconnected and kept out
+    /// for `fault_cooldown`; counted and reported as an admission.
+    pub(super) fn on_faulty(&mut self, peer: PeerId) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        let _ = self.apply(peer, Input::Faulted);
+        self.on_admission(admission::Report {
+            cause: AdmissionCause::Faults,
+            connection: None,
+            peer: Some(peer),
+            remote: None,
+        });
     }
 }

@@ -47,6 +47,10 @@ pub(crate) const COMMAND_BUFFER: usize = 256;
 /// Capacity of the channel of stream-open requests from senders to the driver.
 pub(crate) const OPEN_BUFFER: usize = 256;
 
+/// Capacity of the channel of peers that reached `max_faults`, from stream readers (one
+/// message per peer per fault window; a full channel is retried by the next fault).
+pub(crate) const FAULTY_BUFFER: usize = 64;
+
 /// Longest time shutdown waits for connections and listeners to close cleanly.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -77,6 +81,8 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     opens: mpsc::Receiver<OpenStream>,
+    /// Peers that reached `max_faults`.
+    faulty: mpsc::Receiver<PeerId>,
     params: Params,
     peers: HashMap<PeerId, Peer>,
     timers: DelayQueue<(PeerId, Timer)>,
@@ -122,6 +128,7 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         opens: mpsc::Receiver<OpenStream>,
+        faulty: mpsc::Receiver<PeerId>,
         book: Book,
         persist: watch::Sender<Snapshot>,
     ) -> Self {
@@ -137,6 +144,7 @@ impl Driver {
             shared,
             commands,
             opens,
+            faulty,
             params,
             peers: HashMap::new(),
             timers: DelayQueue::new(),
@@ -219,6 +227,7 @@ impl Driver {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(open) = self.opens.recv() => self.on_open(open),
+                Some(peer) = self.faulty.recv() => self.on_faulty(peer),
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
                 _ = &mut live_timer, if armed.is_some() => {
                     armed = None;

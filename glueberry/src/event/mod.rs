@@ -37,6 +37,11 @@ pub struct StreamFault {
     pub error: String,
     /// Whether the node reset the stream because of it.
     pub reset: bool,
+    /// How many faults of this peer this report stands for: reports are rate-limited per peer
+    /// (`fault_report_interval`, one a second by default), so 1 for the first and then the
+    /// faults since the last report, this one included. Every fault is counted in the stream's
+    /// statistics whether reported or not.
+    pub faults: u64,
     /// When it happened.
     pub at: SystemTime,
 }
@@ -88,17 +93,21 @@ pub enum AdmissionCause {
     /// A peer's older connection was closed for a new one: it had `max_connections_per_peer`
     /// (a restarted peer connects again while its old connection lingers).
     Superseded,
+    /// A peer sent `max_faults` bad frames within `fault_window`: it was disconnected and is
+    /// kept out for `fault_cooldown` (docs/admission.md, "Faulting peers").
+    Faults,
 }
 
 impl AdmissionCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [AdmissionCause; 6] = [
+    pub const ALL: [AdmissionCause; 7] = [
         AdmissionCause::PendingEvicted,
         AdmissionCause::PerIp,
         AdmissionCause::StrangerEvicted,
         AdmissionCause::Total,
         AdmissionCause::Inbound,
         AdmissionCause::Superseded,
+        AdmissionCause::Faults,
     ];
 
     /// The cause as a metric label (`pending_evicted`, `per_ip`, ...).
@@ -110,6 +119,7 @@ impl AdmissionCause {
             AdmissionCause::Total => "total",
             AdmissionCause::Inbound => "inbound",
             AdmissionCause::Superseded => "superseded",
+            AdmissionCause::Faults => "faults",
         }
     }
 }

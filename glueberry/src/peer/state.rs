@@ -81,6 +81,9 @@ pub enum DisconnectReason {
     ReconnectExhausted(String),
     /// This node is shutting down.
     Shutdown,
+    /// The peer sent `max_faults` bad frames within `fault_window`: it is kept out for
+    /// `fault_cooldown` (docs/admission.md, "Faulting peers").
+    Faults,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -98,6 +101,7 @@ impl fmt::Display for DisconnectReason {
                 write!(f, "reconnection attempts exhausted (last: {e})")
             }
             DisconnectReason::Shutdown => f.write_str("node shutting down"),
+            DisconnectReason::Faults => f.write_str("too many bad frames"),
         }
     }
 }
@@ -147,6 +151,8 @@ pub enum Input {
     ReconnectionCancelled,
     /// The node is shutting down.
     Shutdown,
+    /// The peer kept sending bad frames: close it and refuse it for the fault cooldown.
+    Faulted,
 }
 
 /// What the driver must do.
@@ -201,6 +207,8 @@ pub struct Params {
     pub handshake_timeout: Option<Duration>,
     /// Cooldown after a handshake timeout.
     pub cooldown: Duration,
+    /// Cooldown after too many faults.
+    pub fault_cooldown: Duration,
     /// Reconnection schedule.
     pub backoff: Backoff,
 }
@@ -210,6 +218,7 @@ impl Default for Params {
         Self {
             handshake_timeout: Some(Duration::from_secs(30)),
             cooldown: Duration::from_secs(60),
+            fault_cooldown: Duration::from_secs(60),
             backoff: Backoff::default(),
         }
     }
@@ -230,6 +239,8 @@ pub struct Machine {
     blacklisted: bool,
     /// xorshift64* state for jitter: deterministic for a given seed.
     rng: u64,
+    /// Why the current (or last) cooldown began.
+    cooldown_reason: DisconnectReason,
 }
 
 impl Machine {
@@ -245,6 +256,7 @@ impl Machine {
             dialable: false,
             blacklisted: false,
             rng: seed | 1,
+            cooldown_reason: DisconnectReason::HandshakeTimeout,
         }
     }
 
@@ -468,6 +480,7 @@ impl Machine {
                             ..Self::change(State::Cooldown)
                         };
                         let cooldown = self.params.cooldown;
+                        self.cooldown_reason = DisconnectReason::HandshakeTimeout;
                         self.enter(change, Some(cooldown), now, &mut out);
                     }
                     Timer::Cooldown => {
@@ -476,7 +489,7 @@ impl Machine {
                             self.reconnect(None, delay, now, &mut out);
                         } else {
                             let change = Change {
-                                reason: Some(DisconnectReason::HandshakeTimeout),
+                                reason: Some(self.cooldown_reason.clone()),
                                 ..Self::change(State::Disconnected)
                             };
                             self.enter(change, None, now, &mut out);
@@ -559,6 +572,22 @@ impl Machine {
                     };
                     self.enter(change, None, now, &mut out);
                 }
+            }
+            Input::Faulted => {
+                if matches!(
+                    self.state,
+                    State::Connecting | State::Connected | State::Established
+                ) {
+                    out.push(Output::Close);
+                }
+                // Kept out even if it left meanwhile: a new connection is closed at once.
+                self.cooldown_reason = DisconnectReason::Faults;
+                let change = Change {
+                    reason: Some(DisconnectReason::Faults),
+                    ..Self::change(State::Cooldown)
+                };
+                let cooldown = self.params.fault_cooldown;
+                self.enter(change, Some(cooldown), now, &mut out);
             }
         }
         Ok(out)

@@ -72,6 +72,8 @@ pub struct AdmissionStats {
     pub inbound: u64,
     /// Older connections of a peer closed for its new one (`max_connections_per_peer`).
     pub superseded: u64,
+    /// Peers disconnected and kept out for `fault_cooldown` after `max_faults` bad frames.
+    pub faults: u64,
 }
 
 impl AdmissionStats {
@@ -85,6 +87,7 @@ impl AdmissionStats {
             C::Total => self.total,
             C::Inbound => self.inbound,
             C::Superseded => self.superseded,
+            C::Faults => self.faults,
         }
     }
 
@@ -97,6 +100,7 @@ impl AdmissionStats {
             C::Total => &mut self.total,
             C::Inbound => &mut self.inbound,
             C::Superseded => &mut self.superseded,
+            C::Faults => &mut self.faults,
         }
     }
 }

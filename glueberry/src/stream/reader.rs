@@ -313,15 +313,27 @@ fn too_many(shared: &Shared, failures: u32) -> bool {
         .is_some_and(|max| failures >= max)
 }
 
+/// A fault of the peer: counted always; logged and reported at most once per
+/// `fault_report_interval` per peer (carrying how many faults the report stands for); a peer
+/// that reaches `max_faults` is handed to the driver, which disconnects it for
+/// `fault_cooldown`.
 fn fault(shared: &Shared, peer: PeerId, stream: &str, error: String, reset: bool) {
-    tracing::warn!(%peer, stream, %error, reset, "bad frame from peer");
     metrics::counter!(m::STREAM_FAULTS, "reset" => if reset { "true" } else { "false" })
         .increment(1);
-    shared.emit(Event::StreamFault(StreamFault {
-        peer,
-        stream: stream.to_owned(),
-        error,
-        reset,
-        at: SystemTime::now(),
-    }));
+    let verdict = crate::shared::lock(&shared.faults).record(peer, std::time::Instant::now());
+    if let Some(faults) = verdict.report {
+        tracing::warn!(%peer, stream, %error, reset, faults, "bad frame from peer");
+        shared.emit(Event::StreamFault(StreamFault {
+            peer,
+            stream: stream.to_owned(),
+            error,
+            reset,
+            faults,
+            at: SystemTime::now(),
+        }));
+    }
+    if verdict.punish && shared.faulty.try_send(peer).is_err() {
+        tracing::debug!(%peer, "the driver's fault queue is full: the next fault retries");
+        crate::shared::lock(&shared.faults).retry(&peer);
+    }
 }
