@@ -7,7 +7,10 @@
 //!   class has some, 8 are `High`, 2 `Normal`, 1 `Low`), so a vote waits behind at most a few
 //!   blocks and blocks still move under a flood of votes;
 //! - inside a class, peers are served round robin, one message each: a peer's backlog delays
-//!   another peer's message by one message per peer waiting, never by the backlog;
+//!   another peer's message by one message per peer waiting, never by the backlog; and a peer
+//!   that had nothing waiting is served before the peers with backlogs (the sparse-flow rule of
+//!   FQ-CoDel, RFC 8290 §4.2): a validator's occasional vote waits behind at most the other
+//!   sparse peers' messages, not behind one message of every flooding peer;
 //! - the messages of one (peer, stream) keep their order.
 
 use std::collections::{HashMap, VecDeque};
@@ -35,15 +38,18 @@ pub(crate) const DEFAULT: LaneId = 0;
 #[derive(Debug)]
 struct Class<M: Item> {
     queues: HashMap<M::Peer, VecDeque<M>>,
-    /// Peers with messages, in the order they are served.
-    ring: VecDeque<M::Peer>,
+    /// Peers whose queue was empty until their last message came: served first.
+    new: VecDeque<M::Peer>,
+    /// Peers with a backlog, in the order they are served.
+    old: VecDeque<M::Peer>,
 }
 
 impl<M: Item> Default for Class<M> {
     fn default() -> Self {
         Self {
             queues: HashMap::new(),
-            ring: VecDeque::new(),
+            new: VecDeque::new(),
+            old: VecDeque::new(),
         }
     }
 }
@@ -52,28 +58,35 @@ impl<M: Item> Class<M> {
     fn push(&mut self, msg: M) {
         let q = self.queues.entry(msg.peer().clone()).or_default();
         if q.is_empty() {
-            self.ring.push_back(msg.peer().clone());
+            self.new.push_back(msg.peer().clone());
         }
         q.push_back(msg);
     }
 
     fn pop(&mut self) -> Option<M> {
-        let peer = self.ring.pop_front()?;
+        let peer = self.new.pop_front().or_else(|| self.old.pop_front())?;
         let q = self
             .queues
             .get_mut(&peer)
-            .expect("a peer in the ring has a queue");
-        let msg = q.pop_front().expect("a peer in the ring has messages");
+            .expect("a peer in a ring has a queue");
+        let msg = q.pop_front().expect("a peer in a ring has messages");
         if q.is_empty() {
             self.queues.remove(&peer);
         } else {
-            self.ring.push_back(peer);
+            // One message per turn: what is left waits its turn among the backlogs.
+            self.old.push_back(peer);
         }
         Some(msg)
     }
 
     fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.new.is_empty() && self.old.is_empty()
+    }
+
+    /// Peers with messages waiting.
+    #[cfg(test)]
+    fn peers(&self) -> usize {
+        self.new.len() + self.old.len()
     }
 
     /// Takes out the messages of `stream`, each peer's in order.
@@ -87,7 +100,8 @@ impl<M: Item> Class<M> {
         }
         self.queues.retain(|_, q| !q.is_empty());
         let queues = &self.queues;
-        self.ring.retain(|p| queues.contains_key(p));
+        self.new.retain(|p| queues.contains_key(p));
+        self.old.retain(|p| queues.contains_key(p));
         out
     }
 

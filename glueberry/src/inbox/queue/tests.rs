@@ -26,15 +26,40 @@ fn m(peer: u8, stream: &'static str, seq: u32) -> M {
 }
 
 #[test]
-fn a_backlog_delays_another_peer_by_one_message() {
+fn a_backlog_does_not_delay_another_peer() {
     let mut l = Lanes::default();
     for seq in 0..1000 {
         l.push(Priority::Normal, m(0, "sync", seq));
     }
     assert_eq!(l.pop(DEFAULT).unwrap().seq, 0);
+    // A peer with nothing waiting goes before the backlog.
     l.push(Priority::Normal, m(1, "sync", 0));
-    assert_eq!(l.pop(DEFAULT).unwrap().peer, 0);
     assert_eq!(l.pop(DEFAULT).unwrap().peer, 1);
+    assert_eq!(l.pop(DEFAULT).unwrap().peer, 0);
+    // Two backlogs take turns.
+    l.push(Priority::Normal, m(1, "sync", 1));
+    l.push(Priority::Normal, m(1, "sync", 2));
+    let order: Vec<u8> = (0..4).map(|_| l.pop(DEFAULT).unwrap().peer).collect();
+    assert_eq!(order, [1, 0, 1, 0]);
+}
+
+#[test]
+fn a_sparse_peer_goes_before_fifty_backlogs() {
+    let mut l = Lanes::default();
+    for seq in 0..100 {
+        for p in 1..=50 {
+            l.push(Priority::Normal, m(p, "data", seq));
+        }
+    }
+    // Every flooder has been served once: all are backlogs now.
+    for _ in 0..50 {
+        l.pop(DEFAULT);
+    }
+    for seq in 0..20 {
+        l.push(Priority::Normal, m(0, "data", seq));
+        assert_eq!(l.pop(DEFAULT).unwrap(), m(0, "data", seq));
+        l.pop(DEFAULT);
+    }
 }
 
 #[test]
@@ -199,7 +224,7 @@ proptest! {
             l.pop(DEFAULT);
         }
         let stream = STREAMS[victim_class];
-        let peers_in_class = l.lanes[&DEFAULT].classes[victim_class].ring.len() as u32;
+        let peers_in_class = l.lanes[&DEFAULT].classes[victim_class].peers() as u32;
         l.push(class_of(stream), m(0, stream, 0));
         let others: u32 = WEIGHTS.iter().sum::<u32>() - WEIGHTS[victim_class];
         // Each peer ahead in the ring once, each of the other classes' credits once per round.
