@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// Keys kept before idle ones are forgotten.
 const MAX_KEYS: usize = 4096;
 
+/// Periods after which a key's held-back count is forgotten too.
+const FORGET_AFTER: u32 = 60;
+
 /// The throttle, keyed by cause (or peer).
 #[derive(Debug)]
 pub(crate) struct Throttle<K> {
@@ -47,11 +50,20 @@ impl<K: Copy + Eq + Hash> Throttle<K> {
         self.held.remove(&key)
     }
 
-    /// Forgets keys reported more than a period ago with nothing held back.
+    /// Forgets keys reported more than a period ago with nothing held back, and keys not
+    /// reported for `FORGET_AFTER` periods with what they held (counted elsewhere: a key that
+    /// went quiet must not stay for ever).
     fn forget_idle(&mut self, now: Instant) {
-        let (period, held) = (self.period, &self.held);
-        self.last
-            .retain(|k, t| held.contains_key(k) || now.saturating_duration_since(*t) < period);
+        let (period, held) = (self.period, &mut self.held);
+        let stale = period.saturating_mul(FORGET_AFTER);
+        self.last.retain(|k, t| {
+            let idle = now.saturating_duration_since(*t);
+            if idle >= stale {
+                held.remove(k);
+                return false;
+            }
+            held.contains_key(k) || idle < period
+        });
     }
 
     /// Occurrences held back whose period has passed, to report now.

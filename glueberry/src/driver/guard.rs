@@ -123,9 +123,8 @@ impl Driver {
     /// A peer reached `max_faults` (a stream reader said so): it is disconnected and kept out
     /// for `fault_cooldown`; counted and reported as an admission.
     pub(super) fn on_faulty(&mut self, peer: PeerId) {
-        if !self.peers.contains_key(&peer) {
-            return;
-        }
+        // A peer already gone gets a machine for its cooldown (it keeps it out).
+        self.peer(peer);
         let _ = self.apply(peer, Input::Faulted);
         self.on_admission(admission::Report {
             cause: AdmissionCause::Faults,

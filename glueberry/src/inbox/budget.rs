@@ -69,6 +69,8 @@ struct Account {
     held: usize,
     messages: usize,
     kind: Kind,
+    /// Trusted, but no longer connected: forgotten once it holds nothing.
+    leaving: bool,
 }
 
 /// High-water marks and totals, for stats.
@@ -142,7 +144,14 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
     /// of a peer never seen).
     pub(crate) fn set_kind(&mut self, peer: &K, kind: Kind) {
         match self.peers.get_mut(peer) {
+            // A handshaked peer that leaves keeps its budget for what it already made the node
+            // hold (it would otherwise fill the strangers' share); it is forgotten once that is
+            // taken, and comes back as a stranger.
+            Some(a) if a.kind == Kind::Trusted && kind == Kind::Stranger && a.held > 0 => {
+                a.leaving = true;
+            }
             Some(a) if a.kind != kind => {
+                a.leaving = false;
                 match kind {
                     Kind::Stranger => self.marks.strangers_held += a.held,
                     Kind::Trusted => self.marks.strangers_held -= a.held,
@@ -152,7 +161,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
                     self.peers.remove(peer);
                 }
             }
-            Some(_) => {}
+            Some(a) => a.leaving = false,
             None if kind == Kind::Trusted => {
                 self.peers.insert(
                     peer.clone(),
@@ -160,6 +169,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
                         held: 0,
                         messages: 0,
                         kind,
+                        leaving: false,
                     },
                 );
             }
@@ -215,6 +225,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
             held: 0,
             messages: 0,
             kind: Kind::Stranger,
+            leaving: false,
         })
     }
 
@@ -279,6 +290,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
             held: 0,
             messages: 0,
             kind: Kind::Stranger,
+            leaving: false,
         });
         a.held += bytes;
         a.messages += messages;
@@ -312,9 +324,9 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         self.marks.held -= bytes;
         if a.kind == Kind::Stranger {
             self.marks.strangers_held -= bytes;
-            if a.held == 0 && a.messages == 0 {
-                self.peers.remove(peer);
-            }
+        }
+        if (a.kind == Kind::Stranger || a.leaving) && a.held == 0 && a.messages == 0 {
+            self.peers.remove(peer);
         }
     }
 }

@@ -9,8 +9,9 @@
 //! - inside a class, peers are served round robin, one message each: a peer's backlog delays
 //!   another peer's message by one message per peer waiting, never by the backlog; and a peer
 //!   that had nothing waiting is served before the peers with backlogs (the sparse-flow rule of
-//!   FQ-CoDel, RFC 8290 §4.2): a validator's occasional vote waits behind at most the other
-//!   sparse peers' messages, not behind one message of every flooding peer;
+//!   FQ-CoDel, RFC 8290 §4.2), taking turns with them: a validator's occasional vote waits
+//!   behind one backlogged message and the other new peers' messages, not behind one message of
+//!   every flooding peer, and peers that keep one message waiting get at most every other turn;
 //! - the messages of one (peer, stream) keep their order.
 
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +43,8 @@ struct Class<M: Item> {
     new: VecDeque<M::Peer>,
     /// Peers with a backlog, in the order they are served.
     old: VecDeque<M::Peer>,
+    /// The last message came from a new peer: the backlogs' turn next.
+    owe_old: bool,
 }
 
 impl<M: Item> Default for Class<M> {
@@ -50,6 +53,7 @@ impl<M: Item> Default for Class<M> {
             queues: HashMap::new(),
             new: VecDeque::new(),
             old: VecDeque::new(),
+            owe_old: false,
         }
     }
 }
@@ -64,7 +68,15 @@ impl<M: Item> Class<M> {
     }
 
     fn pop(&mut self) -> Option<M> {
-        let peer = self.new.pop_front().or_else(|| self.old.pop_front())?;
+        // New peers first, but the backlogs get every other turn: peers that keep one message
+        // waiting cannot starve the others.
+        let from_new = !self.new.is_empty() && (self.old.is_empty() || !self.owe_old);
+        self.owe_old = from_new && !self.old.is_empty();
+        let peer = if from_new {
+            self.new.pop_front()
+        } else {
+            self.old.pop_front()
+        }?;
         let q = self
             .queues
             .get_mut(&peer)

@@ -580,14 +580,17 @@ impl Machine {
                 ) {
                     out.push(Output::Close);
                 }
-                // Kept out even if it left meanwhile: a new connection is closed at once.
-                self.cooldown_reason = DisconnectReason::Faults;
-                let change = Change {
-                    reason: Some(DisconnectReason::Faults),
-                    ..Self::change(State::Cooldown)
-                };
-                let cooldown = self.params.fault_cooldown;
-                self.enter(change, Some(cooldown), now, &mut out);
+                // Kept out even if it left meanwhile: a new connection is closed at once. (Already
+                // cooling down: that cooldown stands.)
+                if self.state != State::Cooldown {
+                    self.cooldown_reason = DisconnectReason::Faults;
+                    let change = Change {
+                        reason: Some(DisconnectReason::Faults),
+                        ..Self::change(State::Cooldown)
+                    };
+                    let cooldown = self.params.fault_cooldown;
+                    self.enter(change, Some(cooldown), now, &mut out);
+                }
             }
         }
         Ok(out)

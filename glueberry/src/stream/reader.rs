@@ -160,6 +160,13 @@ pub(super) async fn run(
             }
         }
         let delivered = deliver(&shared, peer, class, &mut batch, &stats);
+        // A large frame leaves the read buffer large, and its allocation alive as long as the
+        // buffer (it shares it with the messages made of it): start a small one when little is
+        // left in it.
+        let buf = frames.read_buffer_mut();
+        if buf.capacity() > SHRINK_ABOVE && buf.len() <= SHRINK_ABOVE / 4 {
+            *buf = bytes::BytesMut::from(&buf[..]);
+        }
         // Credits not used go back: an idle reader holds none.
         meter.release(credits * MESSAGE_OVERHEAD, credits);
         credits = 0;
@@ -201,6 +208,9 @@ pub(super) async fn run(
 
 /// Messages decoded at most in one go before they are handed to the queue.
 const BATCH: usize = 64;
+
+/// A read buffer with more room than this is replaced by a small one between batches.
+const SHRINK_ABOVE: usize = 256 * 1024;
 
 /// One item from the framing: `Ok(Some(data))` a message to deliver, `Ok(None)` a bad body that
 /// was counted and reported (reading goes on), `Err(end)` the reader stops.

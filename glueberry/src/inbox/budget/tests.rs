@@ -88,6 +88,21 @@ fn a_stranger_that_holds_nothing_is_forgotten() {
 }
 
 #[test]
+fn a_handshaked_peer_that_leaves_keeps_its_budget_until_drained() {
+    let mut b = Budgets::new(limits());
+    b.set_kind(&0, Kind::Trusted);
+    b.charge_exact(&0, 64 * KIB, true).unwrap();
+    b.set_kind(&0, Kind::Stranger);
+    // Not moved into the strangers' share.
+    assert_eq!(b.marks().strangers_held, 0);
+    assert_eq!(b.charge_up_to(&1, 1 << 20, true), Ok(8 * KIB));
+    b.release(&0, 64 * KIB, 0);
+    assert!(!b.peers.contains_key(&0));
+    // Back as a stranger.
+    assert_eq!(b.charge_up_to(&0, 1 << 20, true), Ok(8 * KIB));
+}
+
+#[test]
 fn unlimited_charges_always_fit() {
     let mut b = Budgets::new(limits());
     b.set_unlimited();

@@ -51,15 +51,41 @@ fn a_sparse_peer_goes_before_fifty_backlogs() {
             l.push(Priority::Normal, m(p, "data", seq));
         }
     }
-    // Every flooder has been served once: all are backlogs now.
-    for _ in 0..50 {
+    // Every flooder has been served: all are backlogs now.
+    for _ in 0..100 {
         l.pop(DEFAULT);
     }
+    // The quiet peer's message is taken first or second, never after one of each backlog.
     for seq in 0..20 {
         l.push(Priority::Normal, m(0, "data", seq));
-        assert_eq!(l.pop(DEFAULT).unwrap(), m(0, "data", seq));
+        let first = l.pop(DEFAULT).unwrap();
+        if first.peer != 0 {
+            assert_eq!(l.pop(DEFAULT).unwrap(), m(0, "data", seq));
+        }
         l.pop(DEFAULT);
     }
+}
+
+#[test]
+fn peers_that_keep_one_message_waiting_do_not_starve_a_backlog() {
+    let mut l = Lanes::default();
+    for seq in 0..1000 {
+        l.push(Priority::Normal, m(0, "sync", seq));
+    }
+    // Ten peers each send their next message as soon as the last one is taken.
+    for p in 1..=10 {
+        l.push(Priority::Normal, m(p, "votes", 0));
+    }
+    let mut backlog = 0;
+    for _ in 0..200 {
+        let got = l.pop(DEFAULT).unwrap();
+        if got.peer == 0 {
+            backlog += 1;
+        } else {
+            l.push(Priority::Normal, m(got.peer, "votes", got.seq + 1));
+        }
+    }
+    assert_eq!(backlog, 100);
 }
 
 #[test]
@@ -228,7 +254,8 @@ proptest! {
         l.push(class_of(stream), m(0, stream, 0));
         let others: u32 = WEIGHTS.iter().sum::<u32>() - WEIGHTS[victim_class];
         // Each peer ahead in the ring once, each of the other classes' credits once per round.
-        let bound = peers_in_class + others * (peers_in_class / WEIGHTS[victim_class] + 1) + others;
+        let in_class = 2 * peers_in_class + 1;
+        let bound = in_class + others * (in_class / WEIGHTS[victim_class] + 1) + others;
         let mut waited = 0;
         loop {
             let msg = l.pop(DEFAULT).unwrap();
