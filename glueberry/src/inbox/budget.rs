@@ -86,6 +86,31 @@ pub(crate) struct Marks {
     pub(crate) peer_peak: usize,
 }
 
+/// What a peer may charge now.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// Under its own limit.
+    own: usize,
+    /// Under the shared limits (strangers', total).
+    shared: usize,
+}
+
+impl Room {
+    fn fits(self) -> usize {
+        self.own.min(self.shared)
+    }
+
+    /// What to wait for to charge `n`: the peer's own releases only help when the shared limits
+    /// have room for it; otherwise any release may (and a peer's own release wakes those too).
+    fn blocked(self, n: usize) -> Blocked {
+        if self.shared >= n {
+            Blocked::Peer
+        } else {
+            Blocked::Shared
+        }
+    }
+}
+
 /// Every peer's account. `K` is the peer's id.
 #[derive(Debug)]
 pub(crate) struct Budgets<K> {
@@ -177,11 +202,14 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         }
     }
 
-    /// Bytes `peer` may charge now, and what limits it when that is less than asked. A
-    /// read-ahead (`ahead`) leaves each limit's last `finish` bytes.
-    fn room(&self, peer: &K, urgent: bool, ahead: bool) -> (usize, Blocked) {
+    /// Bytes `peer` may charge now under its own limits and under the shared ones. A read-ahead
+    /// (`ahead`) leaves each limit's last `finish` bytes.
+    fn room(&self, peer: &K, urgent: bool, ahead: bool) -> Room {
         if self.unlimited {
-            return (usize::MAX, Blocked::Shared);
+            return Room {
+                own: usize::MAX,
+                shared: usize::MAX,
+            };
         }
         let a = self.account(peer);
         let keep = match (ahead, a.kind) {
@@ -213,10 +241,9 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
                     .saturating_sub(self.marks.strangers_held),
             );
         }
-        if peer_room <= shared_room {
-            (peer_room, Blocked::Peer)
-        } else {
-            (shared_room, Blocked::Shared)
+        Room {
+            own: peer_room,
+            shared: shared_room,
         }
     }
 
@@ -231,9 +258,9 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
 
     /// Charges exactly `n` bytes, or nothing.
     pub(crate) fn charge_exact(&mut self, peer: &K, n: usize, urgent: bool) -> Result<(), Blocked> {
-        let (room, blocked) = self.room(peer, urgent, false);
-        if room < n {
-            return Err(blocked);
+        let room = self.room(peer, urgent, false);
+        if room.fits() < n {
+            return Err(room.blocked(n));
         }
         self.add(peer, n, 0);
         Ok(())
@@ -247,10 +274,10 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         max: usize,
         urgent: bool,
     ) -> Result<usize, Blocked> {
-        let (room, blocked) = self.room(peer, urgent, true);
-        let n = room.min(max);
+        let room = self.room(peer, urgent, true);
+        let n = room.fits().min(max);
         if n == 0 {
-            return Err(blocked);
+            return Err(room.blocked(1));
         }
         self.add(peer, n, 0);
         Ok(n)
@@ -265,7 +292,7 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         size: usize,
         urgent: bool,
     ) -> Result<usize, Blocked> {
-        let (room, blocked) = self.room(peer, urgent, false);
+        let room = self.room(peer, urgent, false);
         let by_count = if self.unlimited {
             max
         } else {
@@ -273,12 +300,13 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
                 .messages
                 .saturating_sub(self.account(peer).messages)
         };
-        let n = max.min(room / size.max(1)).min(by_count);
+        let n = max.min(room.fits() / size.max(1)).min(by_count);
         if n == 0 {
-            return Err(if by_count == 0 {
+            // Only the peer's own releases help if the shared limits have room for one.
+            return Err(if room.shared >= size {
                 Blocked::Peer
             } else {
-                blocked
+                Blocked::Shared
             });
         }
         self.add(peer, n * size, n);

@@ -48,9 +48,18 @@ fn a_bulk_stream_leaves_room_for_the_urgent_ones_of_its_peer() {
     let mut b = Budgets::new(limits());
     b.set_kind(&0, Kind::Trusted);
     assert_eq!(b.charge_up_to(&0, 1 << 20, false), Ok(96 * KIB));
-    assert_eq!(b.charge_exact(&0, 1, false), Err(Blocked::Peer));
+    // Its own limit and the total's bulk share are both spent: any release may help.
+    assert_eq!(b.charge_exact(&0, 1, false), Err(Blocked::Shared));
     assert_eq!(b.charge_exact(&0, 32 * KIB, true), Ok(()));
-    assert_eq!(b.charge_exact(&0, 1, true), Err(Blocked::Peer));
+    assert_eq!(b.charge_exact(&0, 1, true), Err(Blocked::Shared));
+    // With room in the total, only its own releases help.
+    let mut b = Budgets::new(Limits {
+        total: 1 << 20,
+        ..limits()
+    });
+    b.set_kind(&0, Kind::Trusted);
+    assert_eq!(b.charge_up_to(&0, 1 << 20, false), Ok(96 * KIB));
+    assert_eq!(b.charge_exact(&0, 1, false), Err(Blocked::Peer));
 }
 
 #[test]
