@@ -146,6 +146,11 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
         self.unlimited = true;
     }
 
+    /// Whether `peer` is handshaked (an unknown peer is a stranger).
+    pub(crate) fn kind(&self, peer: &K) -> Kind {
+        self.account(peer).kind
+    }
+
     pub(crate) fn is_unlimited(&self) -> bool {
         self.unlimited
     }

@@ -340,47 +340,76 @@ fn register(list: &mut Vec<Waker>, waker: &Waker) {
 pub(crate) struct Meter {
     inbox: Arc<Inbox>,
     peer: PeerId,
-    urgent: bool,
+    urgency: Urgency,
+}
+
+/// Whether a stream's reader may use the reserves kept from bulk streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Urgency {
+    Always,
+    Never,
+    WhileStranger,
 }
 
 impl std::fmt::Debug for Meter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Meter")
             .field("peer", &self.peer)
-            .field("urgent", &self.urgent)
+            .field("urgency", &self.urgency)
             .finish()
     }
 }
 
 impl Meter {
-    /// A meter for a reader of `peer`'s stream of class `class`: `High` streams may use what is
-    /// kept back from bulk ones.
-    pub(crate) fn new(inbox: Arc<Inbox>, peer: PeerId, class: Priority) -> Self {
+    /// A meter for a reader of `peer`'s stream `stream`: `High` streams may use what is kept
+    /// back from bulk ones; the handshake stream only while the peer is a stranger (a
+    /// handshaked peer's handshake stream must not reach the reserves meant for votes).
+    pub(crate) fn new(inbox: Arc<Inbox>, peer: PeerId, stream: &str) -> Self {
+        let urgency = if stream == crate::wire::HANDSHAKE {
+            Urgency::WhileStranger
+        } else if inbox.priority(stream) == Priority::High {
+            Urgency::Always
+        } else {
+            Urgency::Never
+        };
         Self {
             inbox,
             peer,
-            urgent: class == Priority::High,
+            urgency,
+        }
+    }
+
+    fn urgent(&self, b: &Budgets<PeerId>) -> bool {
+        match self.urgency {
+            Urgency::Always => true,
+            Urgency::Never => false,
+            Urgency::WhileStranger => b.kind(&self.peer) == Kind::Stranger,
         }
     }
 
     /// Charges exactly `n` bytes (the rest of a frame).
     pub(crate) fn poll_exact(&self, cx: &mut Context<'_>, n: usize) -> Poll<()> {
-        let (peer, urgent) = (self.peer, self.urgent);
-        self.inbox
-            .charge(&peer, cx, |b| b.charge_exact(&peer, n, urgent))
+        let peer = self.peer;
+        self.inbox.charge(&peer, cx, |b| {
+            let urgent = self.urgent(b);
+            b.charge_exact(&peer, n, urgent)
+        })
     }
 
     /// Charges between 1 and `max` bytes.
     pub(crate) fn poll_up_to(&self, cx: &mut Context<'_>, max: usize) -> Poll<usize> {
-        let (peer, urgent) = (self.peer, self.urgent);
-        self.inbox
-            .charge(&peer, cx, |b| b.charge_up_to(&peer, max, urgent))
+        let peer = self.peer;
+        self.inbox.charge(&peer, cx, |b| {
+            let urgent = self.urgent(b);
+            b.charge_up_to(&peer, max, urgent)
+        })
     }
 
     /// Charges between 1 and `max` messages' overhead.
     pub(crate) fn poll_messages(&self, cx: &mut Context<'_>, max: usize) -> Poll<usize> {
-        let (peer, urgent) = (self.peer, self.urgent);
+        let peer = self.peer;
         self.inbox.charge(&peer, cx, |b| {
+            let urgent = self.urgent(b);
             b.charge_messages(&peer, max, MESSAGE_OVERHEAD, urgent)
         })
     }

@@ -20,7 +20,7 @@ fn limits() -> Limits {
 /// Queues one message the way a reader does: its overhead charged first.
 fn put(inbox: &Arc<Inbox>, peer: PeerId, stream: &str, data: &'static [u8]) -> usize {
     let class = inbox.priority(stream);
-    let meter = Meter::new(inbox.clone(), peer, class);
+    let meter = Meter::new(inbox.clone(), peer, stream);
     let mut cx = Context::from_waker(noop_waker_ref());
     assert_eq!(meter.poll_messages(&mut cx, 1), Poll::Ready(1));
     inbox.push(&peer, class, [(msg(peer, stream, data), MESSAGE_OVERHEAD)])
@@ -39,7 +39,7 @@ fn msg(peer: PeerId, stream: &str, data: &'static [u8]) -> IncomingMessage {
 fn taking_a_message_releases_its_charge_and_wakes_the_blocked_reader() {
     let inbox = Inbox::new(limits(), HashMap::new());
     let peer = PeerId::random();
-    let meter = Meter::new(inbox.clone(), peer, Priority::Normal);
+    let meter = Meter::new(inbox.clone(), peer, "a");
     let mut cx = Context::from_waker(noop_waker_ref());
     // A stranger's bulk stream may take three quarters of 64 KiB.
     assert_eq!(meter.poll_messages(&mut cx, 1), Poll::Ready(1));
@@ -102,4 +102,24 @@ async fn a_closed_inbox_drains_then_ends() {
     assert_eq!(all.recv().await.unwrap().data, &b"2"[..]);
     assert_eq!(all.recv().await, Err(Closed));
     assert_eq!(all.try_recv(), Err(crate::message::TryRecvError::Closed));
+}
+
+#[test]
+fn the_handshake_stream_reaches_the_reserves_only_while_the_peer_is_a_stranger() {
+    let inbox = Inbox::new(limits(), HashMap::new());
+    let peer = PeerId::random();
+    let mut cx = Context::from_waker(noop_waker_ref());
+    let handshake = Meter::new(inbox.clone(), peer, "handshake");
+    // A stranger's handshake stream may use its whole budget.
+    assert_eq!(
+        handshake.poll_up_to(&mut cx, 1 << 20),
+        Poll::Ready(64 << 10)
+    );
+    handshake.release(64 << 10, 0);
+    // A handshaked peer's is a bulk stream: three quarters of its budget.
+    inbox.set_kind(&peer, Kind::Trusted);
+    assert_eq!(
+        handshake.poll_up_to(&mut cx, 4 << 20),
+        Poll::Ready(768 << 10)
+    );
 }

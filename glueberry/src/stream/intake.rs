@@ -289,7 +289,7 @@ mod tests {
             },
             Default::default(),
         );
-        let meter = Meter::new(inbox, libp2p::PeerId::random(), crate::Priority::Normal);
+        let meter = Meter::new(inbox, libp2p::PeerId::random(), "data");
         let reader = Intake::new(r.compat(), frame.clone(), meter, Some(timeout)).compat();
         (
             FramedRead::new(reader, Measured::new(Decoder::new(1 << 20), frame.clone())),

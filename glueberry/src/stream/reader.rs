@@ -54,7 +54,7 @@ pub(super) async fn run(
     // What is read is charged to the peer first (`inbox`); a frame the peer started must be
     // complete within `frame_timeout` (`intake`).
     let class = shared.inbox.priority(&name);
-    let meter = Meter::new(shared.inbox.clone(), peer, class);
+    let meter = Meter::new(shared.inbox.clone(), peer, &name);
     let frame = intake::Frame::default();
     let mut frames = FramedRead::new(
         intake::Intake::new(
