@@ -74,3 +74,7 @@ pub use stats::{AdmissionStats, InboxStats, PeerStats, StreamStats};
 /// Re-exported libp2p types that appear in the API (`multiaddr::Protocol` to take a
 /// `/p2p/<id>` apart).
 pub use libp2p::{Multiaddr, PeerId, identity, multiaddr};
+
+/// The byte buffer of `send`'s payloads and of [`IncomingMessage::data`] (the `bytes` crate's),
+/// re-exported so that applications need not depend on `bytes` themselves.
+pub use bytes::Bytes;
