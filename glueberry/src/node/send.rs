@@ -1,0 +1,220 @@
+//! Sending: the queueing fast path, the waiting path, limits.
+
+use super::*;
+
+impl Node {
+    /// Sends `data` to `peer` on stream `stream` (`"handshake"` for the unencrypted handshake
+    /// stream). Returns once the message is queued on the stream's writer; waits while the
+    /// queue is full (backpressure). Opens the stream if it is the first message on it.
+    ///
+    /// ```no_run
+    /// # async fn f(node: glueberry::Node, peer: glueberry::PeerId) -> glueberry::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// node.send(peer, "consensus", b"prevote".to_vec()).await?;
+    /// // Give up after 100 ms if the peer is not reading (the error is retriable).
+    /// if let Err(e) = node
+    ///     .send_timeout(peer, "mempool", vec![0u8; 256], Duration::from_millis(100))
+    ///     .await
+    /// {
+    ///     assert!(e.is_retriable());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
+        let data = data.into();
+        let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
+        // Most sends find the stream open and room in its queue: they queue without waiting.
+        let data = match span.in_scope(|| self.queue_now(peer, stream, data)) {
+            Ok(()) => return Ok(()),
+            Err(data) => data,
+        };
+        self.send_inner(peer, stream, data, None)
+            .instrument(span)
+            .await
+    }
+
+    /// Queues `data` if that needs no waiting and no stream opening, and gives it back
+    /// otherwise (including every error case: [`send_inner`](Self::send_inner) then tells
+    /// which error it is). What `send` does for most messages: one short lock, no await.
+    fn queue_now(&self, peer: PeerId, name: &str, data: Bytes) -> std::result::Result<(), Bytes> {
+        let shared = self.shared();
+        if data.len() > shared.config.max_message_size_for(name) {
+            return Err(data);
+        }
+        let Some(slot) = shared.sessions.ready_slot(&peer, name) else {
+            return Err(data);
+        };
+        let Some(writer) = slot.cell.get() else {
+            return Err(data);
+        };
+        if !writer.try_place(&slot.stats) {
+            return Err(data);
+        }
+        let len = data.len();
+        match writer.tx.try_send(data) {
+            Ok(()) => {
+                slot.stats.sent(len);
+                Ok(())
+            }
+            Err(e) => {
+                writer.unplace(&slot.stats);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+                })
+            }
+        }
+    }
+
+    /// [`send`](Self::send), giving up with [`Error::Timeout`] (retriable) if the message is
+    /// not queued within `timeout`.
+    pub async fn send_timeout(
+        &self,
+        peer: PeerId,
+        stream: &str,
+        data: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<()> {
+        let data = data.into();
+        let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
+        self.send_inner(peer, stream, data, Some(Instant::now() + timeout))
+            .instrument(span)
+            .await
+    }
+
+    /// Queues `data` at once, or fails at once: [`Error::QueueFull`] when the stream's queue
+    /// is at its high watermark, [`Error::StreamNotOpen`] when the node has no stream to write
+    /// on for (peer, name) yet, or no more (it closed): call [`send`](Self::send), which opens
+    /// one. A stream the peer opened counts. Both errors are retriable.
+    pub fn try_send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
+        self.check_running()?;
+        let data = data.into();
+        self.check_message(stream, &data)?;
+        let route = self.shared().sessions.route(&peer, stream)?;
+        let Some(writer) = route.slot.cell.get() else {
+            return Err(Error::StreamNotOpen {
+                peer,
+                stream: stream.to_owned(),
+            });
+        };
+        let full = || Error::QueueFull {
+            peer,
+            stream: stream.to_owned(),
+        };
+        let stats = &route.slot.stats;
+        if !writer.try_place(stats) {
+            return Err(full());
+        }
+        let len = data.len();
+        match writer.tx.try_send(data) {
+            Ok(()) => {
+                stats.sent(len);
+                Ok(())
+            }
+            Err(e) => {
+                writer.unplace(stats);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => Err(full()),
+                    mpsc::error::TrySendError::Closed(_) => {
+                        self.shared()
+                            .sessions
+                            .invalidate(&peer, &route.name, &route.slot);
+                        Err(Error::StreamClosed {
+                            peer,
+                            stream: stream.to_owned(),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_message(&self, name: &str, data: &Bytes) -> Result<()> {
+        if name != HANDSHAKE {
+            wire::protocol::validate_name(name, self.shared().config.max_stream_name_length)
+                .map_err(|reason| Error::InvalidStreamName {
+                    name: name.to_owned(),
+                    reason,
+                })?;
+        }
+        let max = self.shared().config.max_message_size_for(name);
+        if data.len() > max {
+            return Err(Error::MessageTooLarge {
+                size: data.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    async fn send_inner(
+        &self,
+        peer: PeerId,
+        name: &str,
+        data: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        self.check_running()?;
+        self.check_message(name, &data)?;
+        let queue = self.queue(peer, name, data);
+        let token = &self.shared().closing;
+        let r = tokio::select! {
+            biased;
+            _ = token.cancelled() => Err(Error::Shutdown),
+            r = async {
+                match deadline {
+                    None => queue.await,
+                    Some(d) => tokio::time::timeout_at(d, queue).await.unwrap_or_else(|_| {
+                        Err(Error::Timeout { peer, stream: name.to_owned() })
+                    }),
+                }
+            } => r,
+        };
+        r
+    }
+
+    /// Queues `data` on the writer of (peer, name), opening the stream first if needed. If the
+    /// writer turns out to be gone (its stream closed), tries once more on a fresh stream: the
+    /// message was not queued, so nothing is sent twice.
+    async fn queue(&self, peer: PeerId, name: &str, data: Bytes) -> Result<()> {
+        let shared = self.shared();
+        let mut data = data;
+        let len = data.len();
+        for attempt in 0..2 {
+            let route = shared.sessions.route(&peer, name)?;
+            let writer = route
+                .slot
+                .cell
+                .get_or_try_init(|| stream::open(shared, peer, &route))
+                .await?
+                .clone();
+            let stats = &route.slot.stats;
+            writer.place(stats).await;
+            // With a gate the queue has room for every place the gate gives, so the message
+            // goes in without waiting: no await between taking a place and queueing, and a
+            // cancelled send never holds a place.
+            let queued = match &writer.gate {
+                Some(_) => writer.tx.try_send(data).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
+                }),
+                None => writer.tx.send(data).await.map_err(|e| e.0),
+            };
+            match queued {
+                Ok(()) => {
+                    stats.sent(len);
+                    return Ok(());
+                }
+                Err(back) => {
+                    writer.unplace(stats);
+                    shared.sessions.invalidate(&peer, &route.name, &route.slot);
+                    data = back;
+                    tracing::debug!(%peer, stream = name, attempt, "writer gone, reopening");
+                }
+            }
+        }
+        Err(Error::StreamClosed {
+            peer,
+            stream: name.to_owned(),
+        })
+    }
+}
