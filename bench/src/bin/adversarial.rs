@@ -44,7 +44,7 @@ struct Args {
     /// Admission open (no limit on strangers or per IP): the budgets alone hold the memory.
     #[arg(long)]
     open: bool,
-    /// Internal: run the node under attack in this process (`pinned` or `flood`).
+    /// Internal: run the node under attack in this process (the attack's name, for `ps`).
     #[arg(long, hide = true)]
     serve: Option<String>,
 }
@@ -61,7 +61,7 @@ fn node_config(open: bool) -> Config {
 
 /// The node under attack, in its own process: prints its address, peer id and RSS, reads
 /// nothing until told (a line on stdin), then reads everything until stdin closes.
-async fn serve(kind: &str, open: bool) {
+async fn serve(open: bool) {
     let node = started(node_config(open)).await;
     let mut out = std::io::stdout();
     writeln!(out, "{} {}", node.listen_addrs()[0], node.peer_id()).unwrap();
@@ -74,7 +74,6 @@ async fn serve(kind: &str, open: bool) {
             }
         }
     });
-    let _ = kind;
     // Stalled until told.
     rx.recv().await;
     let messages = node.messages();
@@ -355,8 +354,8 @@ async fn fairness(args: &Args) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
-    if let Some(kind) = &args.serve {
-        serve(kind, args.open).await;
+    if args.serve.is_some() {
+        serve(args.open).await;
         return;
     }
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);

@@ -76,9 +76,6 @@ pub(super) async fn run(
     // Messages decoded from what has already arrived, handed to the queue together: the
     // consumer is woken once for them, not once per message.
     let mut batch: Vec<(IncomingMessage, usize)> = Vec::new();
-    // Messages whose overhead is charged and that were not decoded yet (only while a batch is
-    // being decoded: an idle reader holds none).
-    let mut credits = 0;
     let end = loop {
         let mut item = tokio::select! {
             biased;
@@ -87,6 +84,9 @@ pub(super) async fn run(
         };
         let received_at = SystemTime::now();
         let mut stop = None;
+        // Messages whose overhead is charged and that were not decoded yet (only while a batch
+        // is being decoded: an idle reader holds none).
+        let mut credits = 0;
         loop {
             match decode(
                 &shared,
@@ -105,6 +105,7 @@ pub(super) async fn run(
                         // below is for.
                         if let Err(end) = deliver(&shared, peer, class, &mut batch, &stats) {
                             meter.release(consumed, 0);
+                            not_delivered(&stats, &data, received_at);
                             stop = Some(end);
                             break;
                         }
@@ -114,6 +115,7 @@ pub(super) async fn run(
                             biased;
                             _ = &mut cancelled => {
                                 meter.release(consumed, 0);
+                                not_delivered(&stats, &data, received_at);
                                 stop = Some(End::Cancelled);
                                 break;
                             }
@@ -169,7 +171,6 @@ pub(super) async fn run(
         }
         // Credits not used go back: an idle reader holds none.
         meter.release(credits * MESSAGE_OVERHEAD, credits);
-        credits = 0;
         if let Err(end) = delivered {
             break end;
         }
@@ -178,7 +179,7 @@ pub(super) async fn run(
         }
     };
     // Whatever is still charged and was not handed over goes back.
-    meter.release(frame.custody() + credits * MESSAGE_OVERHEAD, credits);
+    meter.release(frame.custody(), 0);
     tracing::debug!(%peer, stream = &*name, ?end, "stream reader ended");
     stats.stream_closed();
     if end == End::Reset {
@@ -314,6 +315,13 @@ fn deliver(
         return Err(End::QueueClosed);
     }
     Ok(())
+}
+
+/// A message decoded and never handed over (the reader stopped): counted as received and
+/// undelivered, as `deliver` counts those it drops.
+fn not_delivered(stats: &StreamCounters, data: &Bytes, received_at: SystemTime) {
+    stats.received(data.len(), received_at);
+    stats.undelivered();
 }
 
 fn too_many(shared: &Shared, failures: u32) -> bool {
