@@ -162,6 +162,10 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// The address names no peer: [`Node::dial`](crate::Node::dial) needs one ending in
+    /// `/p2p/<peer id>`.
+    #[error("{0} names no peer: end it with /p2p/<peer id>")]
+    NoPeerId(libp2p::Multiaddr),
 }
 
 impl Error {

@@ -41,6 +41,7 @@ pub mod error;
 pub mod event;
 mod faults;
 pub mod flow;
+pub mod handshake;
 pub mod health;
 mod inbox;
 #[cfg(feature = "libp2p-metrics")]

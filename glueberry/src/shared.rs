@@ -70,6 +70,10 @@ pub(crate) struct Shared {
     pub(crate) writers: TaskTracker,
     /// The forwarder task, which ends last (after delivering the final events).
     pub(crate) forwarder: TaskTracker,
+    /// Peers' state changes, to the built-in handshake's router (when it runs). Written by the
+    /// driver only, in order; bounded by the peers' state changes, which admission bounds.
+    pub(crate) handshakes:
+        Option<tokio::sync::mpsc::UnboundedSender<crate::handshake::run::Change>>,
 }
 
 impl Shared {

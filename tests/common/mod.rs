@@ -54,16 +54,22 @@ impl Transport {
 
 /// A config listening on loopback, with an address book in a fresh temporary path.
 pub fn config(t: Transport) -> Config {
-    let dir = std::env::temp_dir().join(format!(
-        "glueberry-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
     Config::new(
         ed25519::Keypair::generate(),
-        dir.join("book.json"),
+        book_path(),
         vec![t.listen_addr()],
     )
+}
+
+/// A fresh address-book path in a temporary directory of its own.
+pub fn book_path() -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!(
+            "glueberry-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ))
+        .join("book.json")
 }
 
 fn rand_suffix() -> u64 {

@@ -86,3 +86,11 @@ pub const MAX_STATS_PEERS: usize = 10_000;
 pub const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often batched address-book changes (`last_seen`, public keys) are written.
 pub const BOOK_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a peer the application rejected is kept out (`Node::reject_peer`, the built-in
+/// handshake's check). Longer than a handshake timeout's cooldown: a rejection (a wrong chain)
+/// does not mend itself in a minute.
+pub const REJECTION_COOLDOWN: Duration = Duration::from_secs(300);
+
+/// Longest delay between two reconnection attempts to a persistent peer (before ±10 % jitter).
+pub const PERSISTENT_MAX_DELAY: Duration = Duration::from_secs(30);

@@ -10,6 +10,7 @@ use crate::crypto::OVERHEAD;
 use crate::wire::{MAX_FRAME_LEN, codec};
 
 pub mod defaults;
+mod peers;
 mod validate;
 
 /// Why a [`Config`] is refused by [`Config::validate`].
@@ -56,6 +57,27 @@ pub enum ConfigError {
         /// The least it may be, in bytes.
         needed: usize,
     },
+    /// The built-in handshake's Hello does not fit in one handshake message.
+    #[error(
+        "the handshake Hello payload of {size} bytes is above {max} bytes (max_handshake_message_size minus the tag byte)"
+    )]
+    HelloTooLarge {
+        /// The payload's length, in bytes.
+        size: usize,
+        /// The longest payload allowed, in bytes.
+        max: usize,
+    },
+    /// The built-in handshake names a stream that cannot be encrypted.
+    #[error("handshake stream {name:?}: {reason}")]
+    HandshakeStream {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: crate::wire::protocol::NameError,
+    },
+    /// The built-in handshake prepares no stream.
+    #[error("the built-in handshake names no stream to prepare")]
+    NoHandshakeStreams,
 }
 
 /// Everything a [`Node`](crate::Node) needs. Build it with [`Config::new`] and the `with_*`
@@ -127,6 +149,10 @@ pub struct Config {
     pub(crate) reconnect_learned_peers: bool,
     pub(crate) shutdown_drain_timeout: Duration,
     pub(crate) book_flush_interval: Duration,
+    pub(crate) handshake: Option<crate::handshake::Config>,
+    pub(crate) rejection_cooldown: Duration,
+    pub(crate) persistent_peers: Vec<(libp2p::PeerId, Vec<Multiaddr>)>,
+    pub(crate) persistent_max_delay: Duration,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -189,6 +215,10 @@ impl std::fmt::Debug for Config {
             .field("reconnect_learned_peers", &self.reconnect_learned_peers)
             .field("shutdown_drain_timeout", &self.shutdown_drain_timeout)
             .field("book_flush_interval", &self.book_flush_interval)
+            .field("handshake", &self.handshake)
+            .field("rejection_cooldown", &self.rejection_cooldown)
+            .field("persistent_peers", &self.persistent_peers)
+            .field("persistent_max_delay", &self.persistent_max_delay)
             .finish_non_exhaustive()
     }
 }
@@ -265,6 +295,10 @@ impl Config {
             reconnect_learned_peers: false,
             shutdown_drain_timeout: defaults::SHUTDOWN_DRAIN_TIMEOUT,
             book_flush_interval: defaults::BOOK_FLUSH_INTERVAL,
+            handshake: None,
+            rejection_cooldown: defaults::REJECTION_COOLDOWN,
+            persistent_peers: Vec::new(),
+            persistent_max_delay: defaults::PERSISTENT_MAX_DELAY,
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }
@@ -597,12 +631,14 @@ impl Config {
             handshake_timeout: self.handshake_timeout,
             cooldown: self.failed_handshake_cooldown,
             fault_cooldown: self.fault_cooldown,
+            rejection_cooldown: self.rejection_cooldown,
             backoff: crate::peer::Backoff {
                 base: self.reconnect_base_delay,
                 max: self.reconnect_max_delay,
                 max_attempts: self.reconnect_max_attempts,
                 jitter: 0.1,
             },
+            persistent_max_delay: self.persistent_max_delay,
         }
     }
 }

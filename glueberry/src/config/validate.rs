@@ -90,7 +90,37 @@ impl Config {
                 self.max_message_size,
             ));
         }
+        if self.persistent_max_delay.is_zero() {
+            return Err(ConfigError::Zero("persistent_max_delay"));
+        }
+        self.validate_handshake()?;
         self.validate_budgets()
+    }
+
+    fn validate_handshake(&self) -> Result<(), ConfigError> {
+        let Some(hs) = &self.handshake else {
+            return Ok(());
+        };
+        let max = self
+            .max_message_size_for(crate::wire::HANDSHAKE)
+            .saturating_sub(1);
+        if hs.hello.len() > max {
+            return Err(ConfigError::HelloTooLarge {
+                size: hs.hello.len(),
+                max,
+            });
+        }
+        if hs.streams.is_empty() {
+            return Err(ConfigError::NoHandshakeStreams);
+        }
+        for name in hs.streams.iter() {
+            crate::wire::protocol::validate_encrypted_name(name, self.max_stream_name_length)
+                .map_err(|reason| ConfigError::HandshakeStream {
+                    name: name.clone(),
+                    reason,
+                })?;
+        }
+        Ok(())
     }
 
     /// Every budget must let one largest message through the share its streams may use, with

@@ -70,32 +70,25 @@ impl Driver {
                 let _ = reply.send(Ok(self.book.entries().cloned().collect()));
             }
             Command::Connect { peer, reply } => {
-                let known = self.book.get(&peer).is_some();
-                let Some(p) = self.peers.get_mut(&peer).filter(|_| known) else {
+                if self.book.get(&peer).is_none() {
                     let _ = reply.send(Err(Error::UnknownPeer(peer)));
                     return;
-                };
-                match p.machine.state() {
-                    State::Connected | State::Established => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    state => {
-                        p.waiting.push(reply);
-                        if let Err(refused) = self.apply(peer, Input::DialRequested) {
-                            self.fail_waiting(peer, || {
-                                if refused.blacklisted {
-                                    Error::Blacklisted(peer)
-                                } else {
-                                    Error::InvalidState {
-                                        peer,
-                                        state,
-                                        operation: "connect",
-                                    }
-                                }
-                            });
-                        }
-                    }
                 }
+                self.connect(peer, reply);
+            }
+            Command::Dial { peer, addr, reply } => {
+                // Tried first by the next dial of the peer, and forgotten: the book is not
+                // touched, and a peer outside it is not reconnected.
+                self.dial_once.insert(peer, addr);
+                self.connect(peer, reply);
+            }
+            Command::Reject {
+                peer,
+                reason,
+                reply,
+            } => {
+                self.on_rejected(peer, reason);
+                let _ = reply.send(Ok(()));
             }
             Command::Disconnect { peer, reply } => {
                 let r = if self.peers.contains_key(&peer) {
@@ -224,9 +217,38 @@ impl Driver {
         }
     }
 
+    /// Dials `peer` unless it is connected; `reply` gets the outcome.
+    fn connect(&mut self, peer: PeerId, reply: Reply<()>) {
+        let p = self.peer(peer);
+        match p.machine.state() {
+            State::Connected | State::Established => {
+                self.dial_once.remove(&peer);
+                let _ = reply.send(Ok(()));
+            }
+            state => {
+                p.waiting.push(reply);
+                if let Err(refused) = self.apply(peer, Input::DialRequested) {
+                    self.dial_once.remove(&peer);
+                    self.fail_waiting(peer, || {
+                        if refused.blacklisted {
+                            Error::Blacklisted(peer)
+                        } else {
+                            Error::InvalidState {
+                                peer,
+                                state,
+                                operation: "connect",
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
     pub(super) fn start(&mut self, reply: Reply<Vec<Multiaddr>>) {
         self.started = true;
         self.accept(HANDSHAKE);
+        self.add_persistent_peers();
         // Connect to every peer of the book that is not blacklisted.
         let peers: Vec<PeerId> = self
             .book
@@ -260,6 +282,33 @@ impl Driver {
             pending,
             reply,
         });
+    }
+
+    /// Writes the persistent peers into the book (their configured addresses win) and marks
+    /// them; `start` then dials them with the book's other peers.
+    fn add_persistent_peers(&mut self) {
+        let now = OffsetDateTime::now_utc();
+        let mut changed = false;
+        for (peer, addrs) in self.shared.config.persistent_peers.clone() {
+            match self.book.get(&peer) {
+                Some(e) if e.blacklisted => {
+                    tracing::warn!(%peer, "persistent peer is blacklisted: not connected");
+                    continue;
+                }
+                Some(e) if e.addrs == addrs => {}
+                _ => {
+                    self.book.add(peer, addrs, None, now);
+                    changed = true;
+                }
+            }
+            let machine = &mut self.peer(peer).machine;
+            machine.set_dialable(true);
+            machine.set_persistent(true);
+            self.swarm.behaviour_mut().admission.trust(peer);
+        }
+        if changed {
+            self.save_book();
+        }
     }
 
     pub(super) fn stop_listening(&mut self, listeners: &[ListenerId]) {

@@ -78,6 +78,9 @@ impl Driver {
             AdmissionCause::Faults => {
                 metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "faults").increment(1);
             }
+            AdmissionCause::Rejected => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "rejected").increment(1);
+            }
             _ => {
                 metrics::counter!(m::CONNECTIONS_REFUSED, "limit" => cause.label()).increment(1);
             }
@@ -107,6 +110,9 @@ impl Driver {
             AdmissionCause::Faults => {
                 tracing::warn!(%cause, count, ?peer, "admission: a peer kept sending bad frames: disconnected for fault_cooldown");
             }
+            AdmissionCause::Rejected => {
+                tracing::info!(%cause, count, ?peer, "admission: peers rejected by the application: kept out for rejection_cooldown");
+            }
             _ => {
                 tracing::warn!(%cause, count, ?peer, ?remote, "admission: connections refused or evicted")
             }
@@ -128,6 +134,19 @@ impl Driver {
         let _ = self.apply(peer, Input::Faulted);
         self.on_admission(admission::Report {
             cause: AdmissionCause::Faults,
+            connection: None,
+            peer: Some(peer),
+            remote: None,
+        });
+    }
+
+    /// The application rejected a peer: it is disconnected and kept out for
+    /// `rejection_cooldown`; counted and reported as an admission.
+    pub(super) fn on_rejected(&mut self, peer: PeerId, reason: String) {
+        self.peer(peer);
+        let _ = self.apply(peer, Input::Rejected(reason));
+        self.on_admission(admission::Report {
+            cause: AdmissionCause::Rejected,
             connection: None,
             peer: Some(peer),
             remote: None,

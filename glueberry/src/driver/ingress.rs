@@ -62,4 +62,14 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<()>,
     },
+    Reject {
+        peer: PeerId,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Dial {
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
 }

@@ -110,6 +110,8 @@ pub(crate) struct Driver {
     /// the listen addresses they announce through identify (at most `MAX_LEARNED` each).
     /// Established peers among them are reconnected with these when they drop.
     learned: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The address of a one-off dial (`Node::dial`), tried first by the peer's next dial.
+    dial_once: HashMap<PeerId, Multiaddr>,
     /// Which connections have gone silent.
     liveness: Liveness,
     /// Pending-inbound places (evictions are counted there).
@@ -161,6 +163,7 @@ impl Driver {
             started: false,
             book_dirty: false,
             learned: HashMap::new(),
+            dial_once: HashMap::new(),
             liveness,
             pending,
             pending_evicted: 0,
@@ -322,6 +325,7 @@ impl Driver {
         {
             self.peers.remove(&peer);
             self.learned.remove(&peer);
+            self.dial_once.remove(&peer);
             lock(&self.shared.states).remove(&peer);
         }
     }

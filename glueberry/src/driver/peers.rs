@@ -81,6 +81,9 @@ impl Driver {
                     .map_or_else(|| state.to_string(), |r| r.to_string()),
             });
         }
+        if let Some(tx) = &self.shared.handshakes {
+            let _ = tx.send((peer, state));
+        }
         self.shared.emit(Event::Connection(ConnectionEvent {
             peer,
             state,
@@ -92,10 +95,14 @@ impl Driver {
     }
 
     pub(super) fn dial(&mut self, peer: PeerId) {
-        let addrs = match self.book.get(&peer) {
+        let mut addrs = match self.book.get(&peer) {
             Some(e) => e.addrs.clone(),
             None => self.learned.get(&peer).cloned().unwrap_or_default(),
         };
+        if let Some(first) = self.dial_once.remove(&peer) {
+            addrs.retain(|a| a != &first);
+            addrs.insert(0, first);
+        }
         // A fresh source port: dialling from the listen port lets two nodes that dial each
         // other at once meet in one TCP simultaneous open, where both sides start Noise as
         // initiator and the handshake fails.

@@ -96,11 +96,14 @@ pub enum AdmissionCause {
     /// A peer sent `max_faults` bad frames within `fault_window`: it was disconnected and is
     /// kept out for `fault_cooldown` (docs/admission.md, "Faulting peers").
     Faults,
+    /// The application rejected a peer (the built-in handshake's check, or
+    /// `Node::reject_peer`): it was disconnected and is kept out for `rejection_cooldown`.
+    Rejected,
 }
 
 impl AdmissionCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [AdmissionCause; 7] = [
+    pub const ALL: [AdmissionCause; 8] = [
         AdmissionCause::PendingEvicted,
         AdmissionCause::PerIp,
         AdmissionCause::StrangerEvicted,
@@ -108,6 +111,7 @@ impl AdmissionCause {
         AdmissionCause::Inbound,
         AdmissionCause::Superseded,
         AdmissionCause::Faults,
+        AdmissionCause::Rejected,
     ];
 
     /// The cause as a metric label (`pending_evicted`, `per_ip`, ...).
@@ -120,6 +124,7 @@ impl AdmissionCause {
             AdmissionCause::Inbound => "inbound",
             AdmissionCause::Superseded => "superseded",
             AdmissionCause::Faults => "faults",
+            AdmissionCause::Rejected => "rejected",
         }
     }
 }

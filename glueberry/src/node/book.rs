@@ -126,4 +126,63 @@ impl Node {
         self.request(|reply| Command::Disconnect { peer, reply })
             .await
     }
+
+    /// Dials `addr` once, without touching the address book, and returns the peer once it is
+    /// Connected. `addr` must end in `/p2p/<peer id>`: the peer it names is the one the
+    /// connection's security handshake must prove. The address is tried before any the node
+    /// knows for the peer. A peer outside the book is not reconnected when it is lost (unless
+    /// `reconnect_learned_peers`); one in the book is, as ever. Returns at once if the peer is
+    /// already connected.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoPeerId`] if `addr` has no `/p2p/<peer id>` at its end;
+    /// - [`Error::Dial`] (retriable) if the dial failed or did not finish within
+    ///   `dial_timeout`;
+    /// - [`Error::Blacklisted`] for a blacklisted peer, [`Error::InvalidState`] for one in
+    ///   Cooldown;
+    /// - [`Error::NotStarted`], [`Error::Shutdown`].
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId> {
+        self.check_running()?;
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(Error::NoPeerId(addr));
+        };
+        let timeout = self.shared().config.dial_timeout;
+        match tokio::time::timeout(
+            timeout,
+            self.request(|reply| Command::Dial { peer, addr, reply }),
+        )
+        .instrument(tracing::info_span!("glueberry.dial", %peer))
+        .await
+        {
+            Ok(r) => r.map(|()| peer),
+            Err(_) => Err(Error::Dial {
+                peer,
+                reason: format!("timed out after {timeout:?}"),
+            }),
+        }
+    }
+
+    /// Rejects `peer`: closes its connections and keeps it out for `rejection_cooldown`
+    /// (5 min by default), in both directions: its connections are closed at once and it is
+    /// not dialled. Subscribers see it in `Cooldown` with
+    /// [`DisconnectReason::Rejected`](crate::DisconnectReason::Rejected) and `reason`; it is
+    /// counted in [`AdmissionStats::rejected`](crate::AdmissionStats::rejected). A peer already
+    /// in Cooldown keeps that cooldown. An address-book peer is reconnected when the cooldown
+    /// ends. The built-in handshake calls it for a Hello its check rejects. Works for a peer
+    /// that is not connected too (it is kept out from now).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotStarted`], [`Error::Shutdown`].
+    pub async fn reject_peer(&self, peer: PeerId, reason: impl Into<String>) -> Result<()> {
+        self.check_running()?;
+        let reason = reason.into();
+        self.request(|reply| Command::Reject {
+            peer,
+            reason,
+            reply,
+        })
+        .await
+    }
 }

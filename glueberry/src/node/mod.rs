@@ -56,6 +56,24 @@ struct Inner {
     saved: watch::Receiver<Saved>,
     /// A corrupt book found at open, reported when the node starts.
     recovered: std::sync::Mutex<Option<crate::book::Recovered>>,
+    /// The built-in handshake's inputs, until `start` spawns its router.
+    handshake: std::sync::Mutex<Option<HandshakeInputs>>,
+}
+
+type HandshakeInputs = (
+    crate::handshake::Config,
+    mpsc::UnboundedReceiver<crate::handshake::run::Change>,
+    Messages,
+);
+
+/// A node handle that does not keep the node alive (for its own tasks).
+#[derive(Clone)]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
 }
 
 impl Drop for Inner {
@@ -109,6 +127,17 @@ impl Node {
         let stats = Arc::new(crate::stats::Registry::new(config.max_stats_peers));
         let token = CancellationToken::new();
         let closing = token.child_token();
+        // The built-in handshake reads the handshake stream from the start.
+        let (handshakes, handshake) = match &config.handshake {
+            Some(hs) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (
+                    Some(tx),
+                    Some((hs.clone(), rx, inbox.messages_for(HANDSHAKE))),
+                )
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             config,
             local_key,
@@ -127,6 +156,7 @@ impl Node {
             tracker: TaskTracker::new(),
             writers: TaskTracker::new(),
             forwarder: TaskTracker::new(),
+            handshakes,
         });
         shared.forwarder.spawn_on(forwarder, &runtime);
         let (snapshots_tx, snapshots_rx) = watch::channel(Snapshot::default());
@@ -166,12 +196,22 @@ impl Node {
                 shutdown: OnceCell::new(),
                 saved: saved_rx,
                 recovered: std::sync::Mutex::new(recovered),
+                handshake: std::sync::Mutex::new(handshake),
             }),
         })
     }
 
     fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// The node's root token and task tracker, for tasks it starts.
+    pub(crate) fn tasks(&self) -> (CancellationToken, TaskTracker) {
+        (self.shared().token.clone(), self.shared().tracker.clone())
     }
 
     fn check_running(&self) -> Result<()> {
@@ -213,6 +253,14 @@ impl Node {
         }
         if let Some(r) = lock(&self.inner.recovered).take() {
             self.shared().emit(crate::event::Event::BookRecovered(r));
+        }
+        if let Some((config, changes, messages)) = lock(&self.inner.handshake).take() {
+            self.shared().tracker.spawn(crate::handshake::run::route(
+                self.downgrade(),
+                config,
+                changes,
+                messages,
+            ));
         }
         let r = self.request(|reply| Command::Start { reply }).await;
         if r.is_err() {

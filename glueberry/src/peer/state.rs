@@ -84,6 +84,9 @@ pub enum DisconnectReason {
     /// The peer sent `max_faults` bad frames within `fault_window`: it is kept out for
     /// `fault_cooldown` (docs/admission.md, "Faulting peers").
     Faults,
+    /// The application rejected the peer (the built-in handshake's check, or
+    /// `Node::reject_peer`), with its reason: it is kept out for `rejection_cooldown`.
+    Rejected(String),
 }
 
 impl fmt::Display for DisconnectReason {
@@ -102,6 +105,7 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::Shutdown => f.write_str("node shutting down"),
             DisconnectReason::Faults => f.write_str("too many bad frames"),
+            DisconnectReason::Rejected(r) => write!(f, "rejected: {r}"),
         }
     }
 }
@@ -153,6 +157,8 @@ pub enum Input {
     Shutdown,
     /// The peer kept sending bad frames: close it and refuse it for the fault cooldown.
     Faulted,
+    /// The application rejected the peer: close it and refuse it for the rejection cooldown.
+    Rejected(String),
 }
 
 /// What the driver must do.
@@ -209,8 +215,13 @@ pub struct Params {
     pub cooldown: Duration,
     /// Cooldown after too many faults.
     pub fault_cooldown: Duration,
+    /// Cooldown after the application rejected the peer.
+    pub rejection_cooldown: Duration,
     /// Reconnection schedule.
     pub backoff: Backoff,
+    /// Longest reconnection delay of a persistent peer (before jitter); its attempts never
+    /// run out.
+    pub persistent_max_delay: Duration,
 }
 
 impl Default for Params {
@@ -219,7 +230,9 @@ impl Default for Params {
             handshake_timeout: Some(Duration::from_secs(30)),
             cooldown: Duration::from_secs(60),
             fault_cooldown: Duration::from_secs(60),
+            rejection_cooldown: Duration::from_secs(300),
             backoff: Backoff::default(),
+            persistent_max_delay: Duration::from_secs(30),
         }
     }
 }
@@ -236,6 +249,9 @@ pub struct Machine {
     /// Whether the peer can be dialled (it is in the address book): only such peers are
     /// reconnected.
     dialable: bool,
+    /// Whether the peer is to be kept connected for good: reconnected without limit, at most
+    /// `persistent_max_delay` apart.
+    persistent: bool,
     blacklisted: bool,
     /// xorshift64* state for jitter: deterministic for a given seed.
     rng: u64,
@@ -254,6 +270,7 @@ impl Machine {
             closing_locally: false,
             attempt: 0,
             dialable: false,
+            persistent: false,
             blacklisted: false,
             rng: seed | 1,
             cooldown_reason: DisconnectReason::HandshakeTimeout,
@@ -284,6 +301,32 @@ impl Machine {
     /// Whether the peer is dialable.
     pub fn is_dialable(&self) -> bool {
         self.dialable
+    }
+
+    /// Whether the peer is kept connected for good (a persistent peer): when dialable, it is
+    /// reconnected without limit, at most `persistent_max_delay` apart. This changes no state
+    /// and emits nothing.
+    pub fn set_persistent(&mut self, persistent: bool) {
+        self.persistent = persistent;
+    }
+
+    /// Whether the peer is persistent.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The backoff of this peer: a persistent peer's has no attempt limit and a lower cap.
+    fn backoff(&self) -> Backoff {
+        let b = &self.params.backoff;
+        if self.persistent {
+            Backoff {
+                max: b.max.min(self.params.persistent_max_delay),
+                max_attempts: None,
+                ..b.clone()
+            }
+        } else {
+            b.clone()
+        }
     }
 
     /// Reconnection attempts made in the current series.
@@ -341,7 +384,7 @@ impl Machine {
     }
 
     fn can_reconnect(&self) -> bool {
-        self.dialable && !self.blacklisted && self.params.backoff.allows(self.attempt)
+        self.dialable && !self.blacklisted && self.backoff().allows(self.attempt)
     }
 
     /// Enters Reconnecting with `delay` (jittered here), counting the next attempt.
@@ -353,7 +396,7 @@ impl Machine {
         out: &mut Vec<Output>,
     ) {
         let unit = self.unit();
-        let delay = self.params.backoff.jittered(delay, unit);
+        let delay = self.backoff().jittered(delay, unit);
         let change = Change {
             state: State::Reconnecting,
             reason,
@@ -389,10 +432,11 @@ impl Machine {
             Input::DialFailed(error) => {
                 if self.state == State::Connecting {
                     if self.can_reconnect() {
+                        let backoff = self.backoff();
                         let delay = if self.attempt == 0 {
-                            self.params.backoff.base
+                            backoff.base
                         } else {
-                            self.params.backoff.nominal(self.attempt)
+                            backoff.nominal(self.attempt)
                         };
                         self.reconnect(
                             Some(DisconnectReason::DialFailed(error)),
@@ -441,10 +485,11 @@ impl Machine {
                     };
                     self.enter(change, None, now, &mut out);
                     if !local && self.can_reconnect() {
+                        let backoff = self.backoff();
                         let delay = if self.attempt == 0 {
-                            self.params.backoff.first_delay(&reason)
+                            backoff.first_delay(&reason)
                         } else {
-                            self.params.backoff.nominal(self.attempt)
+                            backoff.nominal(self.attempt)
                         };
                         self.reconnect(None, delay, now, &mut out);
                     }
@@ -574,26 +619,43 @@ impl Machine {
                 }
             }
             Input::Faulted => {
-                if matches!(
-                    self.state,
-                    State::Connecting | State::Connected | State::Established
-                ) {
-                    out.push(Output::Close);
-                }
-                // Kept out even if it left meanwhile: a new connection is closed at once. (Already
-                // cooling down: that cooldown stands.)
-                if self.state != State::Cooldown {
-                    self.cooldown_reason = DisconnectReason::Faults;
-                    let change = Change {
-                        reason: Some(DisconnectReason::Faults),
-                        ..Self::change(State::Cooldown)
-                    };
-                    let cooldown = self.params.fault_cooldown;
-                    self.enter(change, Some(cooldown), now, &mut out);
-                }
+                let cooldown = self.params.fault_cooldown;
+                self.keep_out(DisconnectReason::Faults, cooldown, now, &mut out);
+            }
+            Input::Rejected(reason) => {
+                let cooldown = self.params.rejection_cooldown;
+                self.keep_out(DisconnectReason::Rejected(reason), cooldown, now, &mut out);
             }
         }
         Ok(out)
+    }
+
+    /// Closes the peer and keeps it out for `cooldown`: even if it left meanwhile, a new
+    /// connection is closed at once. (Already cooling down: that cooldown stands.)
+    fn keep_out(
+        &mut self,
+        reason: DisconnectReason,
+        cooldown: Duration,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        if self.blacklisted {
+            return; // refused for good already (and Disconnected)
+        }
+        if matches!(
+            self.state,
+            State::Connecting | State::Connected | State::Established
+        ) {
+            out.push(Output::Close);
+        }
+        if self.state != State::Cooldown {
+            self.cooldown_reason = reason.clone();
+            let change = Change {
+                reason: Some(reason),
+                ..Self::change(State::Cooldown)
+            };
+            self.enter(change, Some(cooldown), now, out);
+        }
     }
 }
 

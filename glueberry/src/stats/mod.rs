@@ -74,6 +74,8 @@ pub struct AdmissionStats {
     pub superseded: u64,
     /// Peers disconnected and kept out for `fault_cooldown` after `max_faults` bad frames.
     pub faults: u64,
+    /// Peers the application rejected, disconnected and kept out for `rejection_cooldown`.
+    pub rejected: u64,
 }
 
 impl AdmissionStats {
@@ -88,6 +90,7 @@ impl AdmissionStats {
             C::Inbound => self.inbound,
             C::Superseded => self.superseded,
             C::Faults => self.faults,
+            C::Rejected => self.rejected,
         }
     }
 
@@ -101,6 +104,7 @@ impl AdmissionStats {
             C::Inbound => &mut self.inbound,
             C::Superseded => &mut self.superseded,
             C::Faults => &mut self.faults,
+            C::Rejected => &mut self.rejected,
         }
     }
 }

@@ -318,6 +318,8 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::DisconnectRequested),
         Just(Input::ReconnectionCancelled),
         Just(Input::Shutdown),
+        Just(Input::Faulted),
+        Just(Input::Rejected("wrong chain".into())),
     ]
 }
 
@@ -327,6 +329,7 @@ proptest! {
     #[test]
     fn invariants(
         dialable: bool,
+        persistent: bool,
         seed: u64,
         max_attempts in 0u32..5,
         steps in proptest::collection::vec((input(), 0u64..100_000), 0..80),
@@ -337,6 +340,7 @@ proptest! {
         };
         let mut m = Machine::new(params, seed);
         m.set_dialable(dialable);
+        m.set_persistent(persistent);
         let mut now = Instant::now();
         let mut armed: HashSet<Timer> = HashSet::new();
         let mut dials_since_progress = 0u32;
@@ -383,9 +387,111 @@ proptest! {
             if matches!(input, Input::DialRequested | Input::HandshakeFinalized) {
                 dials_since_progress = u32::from(out.contains(&Output::Dial));
             }
-            // Attempts bounded: one dial asked for plus at most max_attempts retries.
-            prop_assert!(dials_since_progress <= 1 + max_attempts);
+            // Attempts bounded: one dial asked for plus at most max_attempts retries (a
+            // persistent peer's are not).
+            prop_assert!(persistent || dials_since_progress <= 1 + max_attempts);
+            for o in &out {
+                if let Output::Arm { timer: Timer::Reconnect, at } = o {
+                    let most = if persistent { Duration::from_secs(33) } else { Duration::from_secs(330) };
+                    prop_assert!(*at - now <= most, "a reconnect {:?} away", *at - now);
+                }
+            }
             prop_assert_eq!(m.is_outbound().is_some(), matches!(m.state(), State::Connected | State::Established));
         }
     }
+}
+
+#[test]
+fn a_persistent_peer_is_retried_for_ever_at_most_the_cap_apart() {
+    let params = Params {
+        backoff: Backoff {
+            max_attempts: Some(2),
+            ..Backoff::default()
+        },
+        ..Params::default()
+    };
+    let mut m = Machine::new(params, 3);
+    m.set_dialable(true);
+    m.set_persistent(true);
+    let mut now = Instant::now();
+    m.handle(Input::DialRequested, now).unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..20 {
+        let out = m.handle(Input::DialFailed("refused".into()), now).unwrap();
+        assert_eq!(states(&out), [State::Reconnecting], "never gives up");
+        let at = armed_at(&out, Timer::Reconnect).unwrap();
+        delays.push(at - now);
+        now = at;
+        let out = m.handle(Input::TimerFired(Timer::Reconnect), now).unwrap();
+        assert!(out.contains(&Output::Dial));
+    }
+    assert!(
+        delays.iter().all(|d| *d <= Duration::from_secs(33)),
+        "{delays:?}"
+    );
+    assert!(
+        delays[10..].iter().all(|d| *d >= Duration::from_secs(27)),
+        "{delays:?}"
+    );
+    // Not persistent: the same machine gives up after its two attempts.
+    let mut m = Machine::new(
+        Params {
+            backoff: Backoff {
+                max_attempts: Some(2),
+                ..Backoff::default()
+            },
+            ..Params::default()
+        },
+        3,
+    );
+    m.set_dialable(true);
+    m.handle(Input::DialRequested, now).unwrap();
+    let mut gave_up = false;
+    for _ in 0..4 {
+        let out = m.handle(Input::DialFailed("refused".into()), now).unwrap();
+        if states(&out) == [State::Disconnected] {
+            gave_up = true;
+            break;
+        }
+        m.handle(Input::TimerFired(Timer::Reconnect), now).unwrap();
+    }
+    assert!(gave_up);
+}
+
+#[test]
+fn a_rejected_peer_is_kept_out_for_the_rejection_cooldown() {
+    let t0 = Instant::now();
+    let mut m = machine(true);
+    m.handle(Input::ConnectionEstablished { outbound: false }, t0)
+        .unwrap();
+    let out = m.handle(Input::Rejected("wrong chain".into()), t0).unwrap();
+    assert!(out.contains(&Output::Close));
+    assert_eq!(states(&out), [State::Cooldown]);
+    assert_eq!(
+        armed_at(&out, Timer::Cooldown),
+        Some(t0 + Duration::from_secs(300))
+    );
+    let change = out.iter().find_map(|o| match o {
+        Output::Emit(c) => Some(c.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        change.unwrap().reason,
+        Some(DisconnectReason::Rejected("wrong chain".into()))
+    );
+    // Its connections are closed, both ways, and it is not dialled.
+    assert_eq!(
+        m.handle(Input::ConnectionEstablished { outbound: false }, t0)
+            .unwrap(),
+        [Output::Close]
+    );
+    assert!(m.handle(Input::DialRequested, t0).is_err());
+    // After the cooldown, a book peer is reconnected.
+    let out = m
+        .handle(
+            Input::TimerFired(Timer::Cooldown),
+            t0 + Duration::from_secs(300),
+        )
+        .unwrap();
+    assert_eq!(states(&out), [State::Reconnecting]);
 }

@@ -1,0 +1,67 @@
+//! The settings of a consensus node's peers: the built-in handshake, rejection, persistent
+//! peers.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+
+use super::Config;
+
+impl Config {
+    /// Runs the built-in handshake ([`handshake`](crate::handshake): Go's byte-tag protocol)
+    /// with every connected peer. Without it (the default), the application runs its own
+    /// handshake with [`Node::prepare_streams`](crate::Node::prepare_streams) and
+    /// [`Node::finalize_handshake`](crate::Node::finalize_handshake).
+    ///
+    /// [`Node::new`](crate::Node::new) checks that the Hello payload fits in
+    /// `max_handshake_message_size` with its tag byte (`ConfigError::HelloTooLarge`) and that
+    /// the streams are valid names for encrypted streams (`ConfigError::HandshakeStream`,
+    /// `ConfigError::NoHandshakeStreams`).
+    #[must_use]
+    pub fn with_handshake(mut self, handshake: crate::handshake::Config) -> Self {
+        self.handshake = Some(handshake);
+        self
+    }
+
+    /// How long a peer the application rejected (the built-in handshake's check, or
+    /// [`Node::reject_peer`](crate::Node::reject_peer)) is kept out: its connections are
+    /// closed in both directions and it is not dialled. An address-book peer is reconnected
+    /// afterwards. Default 5 min.
+    #[must_use]
+    pub fn with_rejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.rejection_cooldown = cooldown;
+        self
+    }
+
+    /// Keeps `peer` connected for good (a validator): [`Node::start`](crate::Node::start)
+    /// writes it into the address book with `addrs` (replacing the addresses recorded there)
+    /// and dials it at once; whenever it is lost it is reconnected without limit, at most
+    /// `persistent_max_delay` apart, whatever `reconnect_max_attempts` says. Blacklisting it,
+    /// or removing it from the book, stops that until the next start. Call once per peer;
+    /// a peer given twice keeps the last addresses.
+    #[must_use]
+    pub fn with_persistent_peer(mut self, peer: PeerId, addrs: Vec<Multiaddr>) -> Self {
+        self.persistent_peers.retain(|(p, _)| *p != peer);
+        self.persistent_peers.push((peer, addrs));
+        self
+    }
+
+    /// [`with_persistent_peer`](Self::with_persistent_peer) for each of `peers`.
+    #[must_use]
+    pub fn with_persistent_peers(
+        self,
+        peers: impl IntoIterator<Item = (PeerId, Vec<Multiaddr>)>,
+    ) -> Self {
+        peers
+            .into_iter()
+            .fold(self, |c, (peer, addrs)| c.with_persistent_peer(peer, addrs))
+    }
+
+    /// Longest delay between two reconnection attempts to a persistent peer (before ±10 %
+    /// jitter; never above `reconnect_max_delay`). Must not be zero. Default 30 s.
+    #[must_use]
+    pub fn with_persistent_max_delay(mut self, delay: Duration) -> Self {
+        self.persistent_max_delay = delay;
+        self
+    }
+}
