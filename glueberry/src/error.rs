@@ -106,6 +106,16 @@ pub enum Error {
         /// The stream name.
         stream: String,
     },
+    /// [`Node::send_written`](crate::Node::send_written): the message was queued but never
+    /// written: its stream failed or closed, or the peer's connection went, first. It is
+    /// counted in `dropped.stream_closed`; sending it again cannot duplicate it.
+    #[error("message to {peer} on {stream:?} was not written: its stream closed first")]
+    NotWritten {
+        /// The peer.
+        peer: PeerId,
+        /// The stream name.
+        stream: String,
+    },
     /// The message is larger than `max_message_size`.
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge {
@@ -182,6 +192,7 @@ impl Error {
                 | Error::Dial { .. }
                 | Error::OpenStream { .. }
                 | Error::StreamClosed { .. }
+                | Error::NotWritten { .. }
                 | Error::NotConnected(_)
         )
     }

@@ -68,7 +68,7 @@ pub use event::{
 };
 pub use health::{DebugState, Health};
 pub use message::{IncomingMessage, Messages, Priority};
-pub use node::Node;
+pub use node::{Node, Recipients};
 pub use peer::{DisconnectReason, State};
 pub use stats::{AdmissionStats, InboxStats, PeerStats, StreamStats};
 

@@ -22,6 +22,8 @@ pub const HANDSHAKE_RESULTS: &str = "glueberry_handshake_results_total";
 pub const HANDSHAKE_DURATION: &str = "glueberry_handshake_duration_seconds";
 /// Counter `glueberry_messages_sent_total`: Messages queued for sending, by stream.
 pub const MESSAGES_SENT: &str = "glueberry_messages_sent_total";
+/// Counter `glueberry_messages_written_total`: Messages written to the transport (each once).
+pub const MESSAGES_WRITTEN: &str = "glueberry_messages_written_total";
 /// Counter `glueberry_messages_received_total`: Messages delivered to the application queue, by stream.
 pub const MESSAGES_RECEIVED: &str = "glueberry_messages_received_total";
 /// Counter `glueberry_bytes_sent_total`: Plaintext bytes queued for sending, by stream.
@@ -115,6 +117,10 @@ pub fn describe() {
     );
     describe_counter!(MESSAGES_SENT, "Messages queued for sending, by stream.");
     describe_counter!(
+        MESSAGES_WRITTEN,
+        "Messages written to the transport, each once."
+    );
+    describe_counter!(
         MESSAGES_RECEIVED,
         "Messages delivered to the application queue, by stream."
     );
@@ -149,7 +155,7 @@ pub fn describe() {
     );
     describe_counter!(
         MESSAGES_DROPPED,
-        "Messages not delivered, by cause (stream_closed, decryption_failed, oversized, malformed, undelivered)."
+        "Messages not delivered, by cause (stream_closed, reset_after_write, decryption_failed, oversized, malformed, undelivered)."
     );
     describe_counter!(
         BACKPRESSURE_ENGAGED,

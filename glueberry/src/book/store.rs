@@ -51,11 +51,20 @@ pub struct Recovered {
     pub reason: String,
 }
 
-/// The open book file. Holds an exclusive advisory lock on `<path>.lock` until dropped.
+/// The open book file. Holds an exclusive advisory lock on `<path>.lock` until dropped, and
+/// removes that file when dropped (a clean exit leaves no lock file behind).
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
     _lock: File,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Removed while still locked: a process that opened it meanwhile finds it held, and
+        // one that comes later makes a new one.
+        let _ = fs::remove_file(with_suffix(&self.path, ".lock"));
+    }
 }
 
 impl Store {

@@ -190,7 +190,10 @@ fn store_persists_atomically_and_locks() {
     assert!(!path.with_file_name("book.json.tmp").exists());
     // A second opener, in this process or another, is refused while the first holds it.
     assert!(matches!(Store::open(&path), Err(BookError::Locked(_))));
+    let lock = path.with_file_name("book.json.lock");
+    assert!(lock.exists());
     drop(store);
+    assert!(!lock.exists(), "a clean close leaves no lock file");
     let (_store, again, _, _) = Store::open(&path).unwrap();
     assert_eq!(again, book);
 }

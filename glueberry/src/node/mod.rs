@@ -34,6 +34,8 @@ mod observe;
 mod receive;
 mod send;
 
+pub use send::Recipients;
+
 /// A Glueberry node: a libp2p swarm driven by one task, the handshake stream, and encrypted
 /// named streams per peer.
 ///

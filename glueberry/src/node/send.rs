@@ -1,6 +1,7 @@
 //! Sending: the queueing fast path, the waiting path, limits.
 
 use super::*;
+use crate::stream::Outgoing;
 
 impl Node {
     /// Sends `data` to `peer` on stream `stream` (`"handshake"` for the unencrypted handshake
@@ -25,34 +26,79 @@ impl Node {
         let data = data.into();
         let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
         // Most sends find the stream open and room in its queue: they queue without waiting.
-        let data = match span.in_scope(|| self.queue_now(peer, stream, data)) {
+        let msg = match span.in_scope(|| self.queue_now(peer, stream, Outgoing::new(data))) {
             Ok(()) => return Ok(()),
-            Err(data) => data,
+            Err(msg) => msg,
         };
-        self.send_inner(peer, stream, data, None)
+        self.send_inner(peer, stream, msg, None)
             .instrument(span)
             .await
+    }
+
+    /// Sends `data` to `peer` on `stream` and returns once it is written to the transport (the
+    /// muxer's stream: yamux or QUIC), as Go Glueberry's `Send` does; [`send`](Self::send)
+    /// returns once it is queued. Waits while the queue is full, as `send` does. Written means
+    /// handed to the connection, not read by the peer: a connection lost right after may still
+    /// lose it (docs/concurrency.md, "Delivery accounting").
+    ///
+    /// Dropping the future after the message was queued does not take it back.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotWritten`] (retriable): queued, but its stream closed or the connection went
+    ///   before it was written; counted in `dropped.stream_closed`;
+    /// - every error of [`send`](Self::send): [`Error::NotConnected`],
+    ///   [`Error::StreamNotPrepared`], [`Error::InvalidStreamName`],
+    ///   [`Error::MessageTooLarge`], [`Error::OpenStream`], [`Error::StreamClosed`],
+    ///   [`Error::NotStarted`], [`Error::Shutdown`].
+    pub async fn send_written(
+        &self,
+        peer: PeerId,
+        stream: &str,
+        data: impl Into<Bytes>,
+    ) -> Result<()> {
+        let data = data.into();
+        let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
+        let (tx, rx) = oneshot::channel();
+        let mut msg = Outgoing::new(data);
+        msg.ack = Some(tx);
+        // Queued at once, or given back to queue by the waiting path.
+        if let Err(msg) = span.in_scope(|| self.queue_now(peer, stream, msg)) {
+            self.send_inner(peer, stream, msg, None)
+                .instrument(span)
+                .await?;
+        }
+        // Writers end at the latest when the node does, so this ends.
+        rx.await.map_err(|_| Error::NotWritten {
+            peer,
+            stream: stream.to_owned(),
+        })
     }
 
     /// Queues `data` if that needs no waiting and no stream opening, and gives it back
     /// otherwise (including every error case: [`send_inner`](Self::send_inner) then tells
     /// which error it is). What `send` does for most messages: one short lock, no await.
-    fn queue_now(&self, peer: PeerId, name: &str, data: Bytes) -> std::result::Result<(), Bytes> {
+    fn queue_now(
+        &self,
+        peer: PeerId,
+        name: &str,
+        msg: Outgoing,
+    ) -> std::result::Result<(), Outgoing> {
         let shared = self.shared();
-        if data.len() > shared.config.max_message_size_for(name) {
-            return Err(data);
+        if msg.data.len() > shared.config.max_message_size_for(name) {
+            return Err(msg);
         }
         let Some(slot) = shared.sessions.ready_slot(&peer, name) else {
-            return Err(data);
+            return Err(msg);
         };
         let Some(writer) = slot.cell.get() else {
-            return Err(data);
+            return Err(msg);
         };
         if !writer.try_place(&slot.stats) {
-            return Err(data);
+            return Err(msg);
         }
-        let len = data.len();
-        match writer.tx.try_send(data) {
+        let len = msg.data.len();
+        match writer.tx.try_send(msg) {
             Ok(()) => {
                 slot.stats.sent(len);
                 Ok(())
@@ -77,7 +123,8 @@ impl Node {
     ) -> Result<()> {
         let data = data.into();
         let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
-        self.send_inner(peer, stream, data, Some(Instant::now() + timeout))
+        let msg = Outgoing::new(data);
+        self.send_inner(peer, stream, msg, Some(Instant::now() + timeout))
             .instrument(span)
             .await
     }
@@ -106,7 +153,7 @@ impl Node {
             return Err(full());
         }
         let len = data.len();
-        match writer.tx.try_send(data) {
+        match writer.tx.try_send(Outgoing::new(data)) {
             Ok(()) => {
                 stats.sent(len);
                 Ok(())
@@ -151,12 +198,12 @@ impl Node {
         &self,
         peer: PeerId,
         name: &str,
-        data: Bytes,
+        msg: Outgoing,
         deadline: Option<Instant>,
     ) -> Result<()> {
         self.check_running()?;
-        self.check_message(name, &data)?;
-        let queue = self.queue(peer, name, data);
+        self.check_message(name, &msg.data)?;
+        let queue = self.queue(peer, name, msg);
         let token = &self.shared().closing;
         let r = tokio::select! {
             biased;
@@ -176,10 +223,10 @@ impl Node {
     /// Queues `data` on the writer of (peer, name), opening the stream first if needed. If the
     /// writer turns out to be gone (its stream closed), tries once more on a fresh stream: the
     /// message was not queued, so nothing is sent twice.
-    async fn queue(&self, peer: PeerId, name: &str, data: Bytes) -> Result<()> {
+    async fn queue(&self, peer: PeerId, name: &str, msg: Outgoing) -> Result<()> {
         let shared = self.shared();
-        let mut data = data;
-        let len = data.len();
+        let mut data = msg;
+        let len = data.data.len();
         for attempt in 0..2 {
             let route = shared.sessions.route(&peer, name)?;
             let writer = route
@@ -216,5 +263,83 @@ impl Node {
             peer,
             stream: name.to_owned(),
         })
+    }
+}
+
+/// Who [`Node::broadcast`] sends to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every peer Established when the broadcast starts.
+    Established,
+    /// These peers (each once, in this order).
+    Peers(Vec<PeerId>),
+}
+
+impl Node {
+    /// Sends `data` on `stream` to each of `to`, all at once, and returns each peer's outcome
+    /// (in the order of `to`; for [`Recipients::Established`], by `PeerId`). Each peer's send
+    /// is a [`send`](Self::send) of its own, given up after `timeout` with [`Error::Timeout`]:
+    /// a peer whose queue is full delays no other peer's message, only this call's return, by
+    /// at most `timeout`. `Ok` means queued, as for `send`. The payload is shared, not copied;
+    /// each peer's copy is encrypted by its own writer.
+    ///
+    /// # Errors
+    ///
+    /// None for the call itself; each peer's result carries [`send`](Self::send)'s errors and
+    /// [`Error::Timeout`] (retriable). [`Error::Shutdown`] and [`Error::NotStarted`] show in
+    /// every result.
+    ///
+    /// ```no_run
+    /// # async fn f(node: glueberry::Node) {
+    /// use std::time::Duration;
+    /// use glueberry::Recipients;
+    ///
+    /// let results = node
+    ///     .broadcast(Recipients::Established, "votes", b"prevote".to_vec(), Duration::from_millis(200))
+    ///     .await;
+    /// for (peer, r) in results {
+    ///     if let Err(e) = r {
+    ///         eprintln!("vote to {peer} not queued: {e}");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn broadcast(
+        &self,
+        to: Recipients,
+        stream: &str,
+        data: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Vec<(PeerId, Result<()>)> {
+        let data = data.into();
+        let peers = match to {
+            Recipients::Established => self.established_peers(),
+            Recipients::Peers(mut p) => {
+                let mut seen = std::collections::HashSet::new();
+                p.retain(|peer| seen.insert(*peer));
+                p
+            }
+        };
+        let span = tracing::debug_span!(
+            "glueberry.broadcast",
+            stream,
+            len = data.len(),
+            peers = peers.len()
+        );
+        let sends = peers.iter().map(|&peer| {
+            let data = data.clone();
+            async move {
+                // The fast path first, as `send` does; the waiting path with the deadline.
+                let r = match self.queue_now(peer, stream, Outgoing::new(data)) {
+                    Ok(()) => Ok(()),
+                    Err(msg) => {
+                        self.send_inner(peer, stream, msg, Some(Instant::now() + timeout))
+                            .await
+                    }
+                };
+                (peer, r)
+            }
+        });
+        futures::future::join_all(sends).instrument(span).await
     }
 }

@@ -30,8 +30,15 @@ pub(crate) use registry::{Handshake, PeerEntry, Registry, StreamCounters};
 /// `glueberry_decryption_errors_total` and `glueberry_stream_faults_total`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Dropped {
-    /// Outbound messages queued on a stream that failed or closed before they were written.
+    /// Outbound messages accepted by a send (queued) that were never written: their stream
+    /// failed or closed, the peer's connection went, or the node shut down first. Every
+    /// message a send accepted is either in `messages_written` or here (docs/concurrency.md,
+    /// "Delivery accounting").
     pub stream_closed: u64,
+    /// Outbound messages written on a stream the peer then reset (Go's rule when both sides
+    /// open a name at once) that could not be written again on another stream of the name.
+    /// They are counted in `messages_written` too: they may or may not have been read.
+    pub reset_after_write: u64,
     /// Inbound frames whose body did not decrypt (wrong key, tampered, or too short).
     pub decryption_failed: u64,
     /// Inbound messages larger than `max_message_size`: a body that decrypted to more, or a
@@ -49,6 +56,7 @@ pub struct Dropped {
 impl Dropped {
     fn add(&mut self, other: &Dropped) {
         self.stream_closed += other.stream_closed;
+        self.reset_after_write += other.reset_after_write;
         self.decryption_failed += other.decryption_failed;
         self.oversized += other.oversized;
         self.malformed += other.malformed;
@@ -114,8 +122,12 @@ impl AdmissionStats {
 pub struct StreamStats {
     /// The stream name.
     pub name: String,
-    /// Messages queued by `send` / `try_send`.
+    /// Messages accepted (queued) by a send: `send`, `try_send`, `send_written`, `broadcast`.
     pub messages_sent: u64,
+    /// Messages written to the transport (each once, however often it was written again
+    /// after a reset). Once nothing is queued, `messages_sent == messages_written +
+    /// dropped.stream_closed`.
+    pub messages_written: u64,
     /// Messages received and handed to the message queue.
     pub messages_received: u64,
     /// Plaintext bytes queued.
@@ -163,6 +175,8 @@ pub struct PeerStats {
     pub last_rtt: Option<Duration>,
     /// Messages queued to the peer, every stream.
     pub messages_sent: u64,
+    /// Messages written to the transport, every stream.
+    pub messages_written: u64,
     /// Messages received from the peer, every stream.
     pub messages_received: u64,
     /// Plaintext bytes queued to the peer.

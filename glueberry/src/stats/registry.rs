@@ -277,6 +277,7 @@ impl PeerEntry {
             failed_attempts: failed,
             last_rtt: rtt,
             messages_sent: 0,
+            messages_written: 0,
             messages_received: 0,
             bytes_sent: 0,
             bytes_received: 0,
@@ -288,6 +289,7 @@ impl PeerEntry {
         for c in counters {
             let s = c.snapshot();
             stats.messages_sent += s.messages_sent;
+            stats.messages_written += s.messages_written;
             stats.messages_received += s.messages_received;
             stats.bytes_sent += s.bytes_sent;
             stats.bytes_received += s.bytes_received;
@@ -345,7 +347,9 @@ pub(crate) struct StreamCounters {
     last_sent: AtomicU64,
     last_received: AtomicU64,
     backpressure_waits: AtomicU64,
+    written: AtomicU64,
     stream_closed: AtomicU64,
+    reset_after_write: AtomicU64,
     decryption_failed: AtomicU64,
     oversized: AtomicU64,
     malformed: AtomicU64,
@@ -377,7 +381,9 @@ impl StreamCounters {
             last_sent: AtomicU64::new(0),
             last_received: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             stream_closed: AtomicU64::new(0),
+            reset_after_write: AtomicU64::new(0),
             decryption_failed: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
@@ -430,10 +436,46 @@ impl StreamCounters {
         }
     }
 
-    /// `n` queued messages were lost with their stream.
+    /// `n` queued messages were lost with their stream, never written.
     pub(crate) fn lost(&self, n: u64) {
-        self.stream_closed.fetch_add(n, Relaxed);
-        metrics::counter!(m::MESSAGES_DROPPED, "cause" => "stream_closed").increment(n);
+        if n > 0 {
+            self.stream_closed.fetch_add(n, Relaxed);
+            metrics::counter!(m::MESSAGES_DROPPED, "cause" => "stream_closed").increment(n);
+        }
+    }
+
+    /// `n` messages were written to the transport for the first time.
+    pub(crate) fn written(&self, n: u64) {
+        if n > 0 {
+            self.written.fetch_add(n, Relaxed);
+            metrics::counter!(m::MESSAGES_WRITTEN).increment(n);
+        }
+    }
+
+    /// `n` messages written on a stream the peer then reset could not be written again.
+    pub(crate) fn reset_after_write(&self, n: u64) {
+        if n > 0 {
+            self.reset_after_write.fetch_add(n, Relaxed);
+            metrics::counter!(m::MESSAGES_DROPPED, "cause" => "reset_after_write").increment(n);
+        }
+    }
+
+    /// Counts `msgs`, lost: never written (`stream_closed`), or written on a stream the peer
+    /// reset (`reset_after_write`).
+    pub(crate) fn lost_outgoing<'a>(
+        &self,
+        msgs: impl IntoIterator<Item = &'a crate::stream::Outgoing>,
+    ) {
+        let (mut fresh, mut written) = (0, 0);
+        for m in msgs {
+            if m.written {
+                written += 1;
+            } else {
+                fresh += 1;
+            }
+        }
+        self.lost(fresh);
+        self.reset_after_write(written);
     }
 
     /// An inbound body did not decrypt.
@@ -483,8 +525,10 @@ impl StreamCounters {
             last_sent_at: time(self.last_sent.load(Relaxed)),
             last_received_at: time(self.last_received.load(Relaxed)),
             backpressure_waits: self.backpressure_waits.load(Relaxed),
+            messages_written: self.written.load(Relaxed),
             dropped: Dropped {
                 stream_closed: self.stream_closed.load(Relaxed),
+                reset_after_write: self.reset_after_write.load(Relaxed),
                 decryption_failed: self.decryption_failed.load(Relaxed),
                 oversized: self.oversized.load(Relaxed),
                 malformed: self.malformed.load(Relaxed),

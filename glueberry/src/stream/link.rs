@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::io::WriteHalf;
 use libp2p::{PeerId, Stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Sessions, Slot};
+use super::{Outgoing, Sessions, Slot};
 use crate::shared::lock;
 
 /// How a stream's read side ended.
@@ -84,7 +83,7 @@ pub(crate) const CLOSE_WAIT: Duration = Duration::from_millis(250);
 /// The copies a writer keeps of what it wrote on a stream that has not settled.
 #[derive(Debug, Default)]
 pub(crate) struct Copies {
-    msgs: VecDeque<Bytes>,
+    msgs: VecDeque<Outgoing>,
     written: usize,
     /// When the stream was opened.
     opened: Option<Instant>,
@@ -125,10 +124,14 @@ impl Copies {
         Some(until.min(opened + wait))
     }
 
-    /// Keeps `m`, about to be written, while the stream has not settled.
-    pub(crate) fn keep(&mut self, m: &Bytes) {
+    /// Keeps `m` (written, or whose write failed) while the stream has not settled; gives it
+    /// back otherwise.
+    pub(crate) fn keep(&mut self, m: Outgoing) -> Option<Outgoing> {
         if self.until.is_some() {
-            self.msgs.push_back(m.clone());
+            self.msgs.push_back(m);
+            None
+        } else {
+            Some(m)
         }
     }
 
@@ -147,7 +150,7 @@ impl Copies {
     }
 
     /// Takes the copies (the stream was reset): from now on nothing is kept.
-    pub(crate) fn take(&mut self) -> VecDeque<Bytes> {
+    pub(crate) fn take(&mut self) -> VecDeque<Outgoing> {
         self.until = None;
         std::mem::take(&mut self.msgs)
     }
@@ -215,7 +218,7 @@ impl Sessions {
     }
 
     /// What a writer handed over for (peer, name), to write first.
-    pub(super) fn take_stash(&self, peer: &PeerId, session: u64, name: &str) -> VecDeque<Bytes> {
+    pub(super) fn take_stash(&self, peer: &PeerId, session: u64, name: &str) -> VecDeque<Outgoing> {
         lock(&self.inner)
             .get_mut(peer)
             .filter(|s| s.id == session)
@@ -238,7 +241,7 @@ impl Sessions {
         name: &Arc<str>,
         slot: &Slot,
         or_spare: bool,
-        fill: impl FnOnce(&mut VecDeque<Bytes>),
+        fill: impl FnOnce(&mut VecDeque<Outgoing>),
     ) -> HandOver {
         let mut map = lock(&self.inner);
         let Some(s) = map.get_mut(peer).filter(|s| s.id == session) else {
@@ -296,32 +299,33 @@ mod tests {
     fn copies_are_kept_until_the_stream_settles_by_bytes_or_time() {
         let t0 = Instant::now();
         let mut c = Copies::unsettled(t0);
-        let m = Bytes::from(vec![0u8; 300 * 1024]);
+        let m = || Outgoing::new(vec![0u8; 300 * 1024].into());
+        let len = 300 * 1024;
         for _ in 0..3 {
-            c.keep(&m);
-            c.written(m.len(), t0);
+            assert!(c.keep(m()).is_none());
+            c.written(len, t0);
         }
         assert_eq!(c.len(), 3);
         // The fourth write passes 1 MiB: the peer read (granted window), the stream settled.
-        c.keep(&m);
-        c.written(m.len(), t0);
+        let _ = c.keep(m());
+        c.written(len, t0);
         assert_eq!((c.len(), c.until()), (0, None));
-        c.keep(&m);
+        assert!(c.keep(m()).is_some(), "settled: nothing kept");
         assert_eq!(c.len(), 0);
 
         let mut c = Copies::unsettled(t0);
-        c.keep(&m);
+        let _ = c.keep(m());
         c.written(1, t0 + SETTLE_TIME);
         assert_eq!(c.len(), 0);
 
         let mut c = Copies::settled();
-        c.keep(&m);
+        let _ = c.keep(m());
         assert_eq!(c.take().len(), 0);
 
         let mut c = Copies::unsettled(t0);
-        c.keep(&m);
+        let _ = c.keep(m());
         assert_eq!(c.take().len(), 1);
-        c.keep(&m);
+        let _ = c.keep(m());
         assert_eq!(c.len(), 0, "after a reset nothing more is kept");
     }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::AsyncReadExt as _;
 use futures::io::WriteHalf;
 use libp2p::{PeerId, Stream};
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -36,11 +36,32 @@ use link::{Copies, Link, Spare};
 /// name at once; more is a peer misbehaving.
 const MAX_STREAMS_PER_NAME: usize = 4;
 
+/// A message for a writer task.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) data: Bytes,
+    /// Told once the message is written (`send_written`); dropped unsent if it never is.
+    pub(crate) ack: Option<oneshot::Sender<()>>,
+    /// Written once already (a copy to write again after the peer reset its stream): counted
+    /// in `messages_written`, and its sender was told.
+    pub(crate) written: bool,
+}
+
+impl Outgoing {
+    pub(crate) fn new(data: Bytes) -> Self {
+        Self {
+            data,
+            ack: None,
+            written: false,
+        }
+    }
+}
+
 /// The write side of one (peer, name): a bounded queue to its writer task, behind the
 /// stream's flow-control gate (when backpressure is enabled).
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    pub(crate) tx: mpsc::Sender<Bytes>,
+    pub(crate) tx: mpsc::Sender<Outgoing>,
     pub(crate) gate: Option<Arc<Gate>>,
 }
 
@@ -113,7 +134,7 @@ struct Session {
     spares: HashMap<Arc<str>, Vec<Spare>>,
     /// Messages handed over by a writer whose stream the peer reset, for the next writer of
     /// the name to write first.
-    stash: HashMap<Arc<str>, VecDeque<Bytes>>,
+    stash: HashMap<Arc<str>, VecDeque<Outgoing>>,
     /// The peer says (identify) it is glueberry-rs, which never resets a stream it is sent.
     never_resets: bool,
 }
@@ -165,7 +186,7 @@ impl Sessions {
             for (name, msgs) in s.stash {
                 if !msgs.is_empty() {
                     tracing::warn!(%peer, stream = &*name, lost = msgs.len(), "messages lost: the peer reset the stream and left");
-                    s.stats.stream(&name).lost(msgs.len() as u64);
+                    s.stats.stream(&name).lost_outgoing(&msgs);
                 }
             }
         }
@@ -216,7 +237,7 @@ impl Sessions {
             for (name, msgs) in s.stash.drain() {
                 if !msgs.is_empty() {
                     tracing::warn!(%peer, stream = &*name, lost = msgs.len(), "messages lost: the peer reset the stream and the node is shutting down");
-                    s.stats.stream(&name).lost(msgs.len() as u64);
+                    s.stats.stream(&name).lost_outgoing(&msgs);
                 }
             }
         }
@@ -597,7 +618,7 @@ fn spawn(
 
 /// A writer's queue (`high_watermark` messages) and its flow-control gate: the senders' side,
 /// and the writer task's.
-fn queue(shared: &Shared) -> (Writer, mpsc::Receiver<Bytes>, Option<Arc<Gate>>) {
+fn queue(shared: &Shared) -> (Writer, mpsc::Receiver<Outgoing>, Option<Arc<Gate>>) {
     let (tx, rx) = mpsc::channel(shared.config.high_watermark);
     let gate = shared.config.backpressure.then(|| {
         Arc::new(Gate::new(
@@ -622,7 +643,7 @@ fn run_writer(
     write: WriteHalf<Stream>,
     link: Arc<Link>,
     slot: &Arc<Slot>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Outgoing>,
     gate: Option<Arc<Gate>>,
     copies: Copies,
 ) {

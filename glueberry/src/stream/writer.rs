@@ -11,14 +11,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::AsyncWriteExt as _;
 use futures::io::WriteHalf;
 use libp2p::Stream;
 use tokio::sync::{mpsc, watch};
 
 use super::link::{Copies, Ended, HandOver, Link};
-use super::{Ids, Slot};
+use super::{Ids, Outgoing, Slot};
 use crate::crypto::{Cipher, NONCE_LEN, OVERHEAD};
 use crate::event::{Event, StreamReset};
 use crate::flow::Gate;
@@ -38,13 +38,13 @@ pub(super) struct Task {
     pub(super) cipher: Option<Arc<Cipher>>,
     pub(super) write: WriteHalf<Stream>,
     pub(super) link: Arc<Link>,
-    pub(super) rx: mpsc::Receiver<Bytes>,
+    pub(super) rx: mpsc::Receiver<Outgoing>,
     pub(super) gate: Option<Arc<Gate>>,
     pub(super) stats: Arc<StreamCounters>,
     pub(super) slot: Weak<Slot>,
     pub(super) copies: Copies,
     /// Handed over by the previous writer of the name: written first.
-    pub(super) stash: VecDeque<Bytes>,
+    pub(super) stash: VecDeque<Outgoing>,
     /// The peer's end of the current stream was seen.
     pub(super) end_seen: bool,
 }
@@ -64,8 +64,10 @@ enum Stop {
 pub(super) async fn run(mut t: Task) {
     // Allocated on first use: an idle stream costs no buffer.
     let mut buf = BytesMut::new();
-    // Messages taken from the queue (or the stash) but not known to be written.
-    let mut in_flight = 0u64;
+    // Messages taken from the queue (or the stash) and being written, and where each one's
+    // frame ends in `buf`.
+    let mut batch: Vec<Outgoing> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
     let mut ended = t.link.ended.subscribe();
     let mut pending = std::mem::take(&mut t.stash);
     let stop = loop {
@@ -73,13 +75,12 @@ pub(super) async fn run(mut t: Task) {
         if !pending.is_empty() {
             // Handed over by the previous writer: first, in order (already off its queue), a
             // write's worth at a time.
-            in_flight = 0;
             while buf.len() < COALESCE
                 && let Some(m) = pending.pop_front()
             {
-                t.copies.keep(&m);
-                encode(&mut buf, &m, t.cipher.as_deref());
-                in_flight += 1;
+                encode(&mut buf, &m.data, t.cipher.as_deref());
+                ends.push(buf.len());
+                batch.push(m);
             }
         } else {
             let until = t.copies.until();
@@ -138,56 +139,96 @@ pub(super) async fn run(mut t: Task) {
                 close(&mut t, &mut ended).await;
                 break Stop::Done;
             };
-            in_flight = 1;
-            t.copies.keep(&first);
-            encode(&mut buf, &first, t.cipher.as_deref());
+            encode(&mut buf, &first.data, t.cipher.as_deref());
+            ends.push(buf.len());
+            batch.push(first);
             while buf.len() < COALESCE {
                 match t.rx.try_recv() {
                     Ok(m) => {
-                        t.copies.keep(&m);
-                        encode(&mut buf, &m, t.cipher.as_deref());
-                        in_flight += 1;
+                        encode(&mut buf, &m.data, t.cipher.as_deref());
+                        ends.push(buf.len());
+                        batch.push(m);
                     }
                     Err(_) => break,
                 }
             }
             // Taken off the queue: room for senders (they wake at the low watermark).
             if let Some(g) = &t.gate {
-                g.release(in_flight as usize);
-                t.stats.pending(-(in_flight as i64));
+                g.release(batch.len());
+                t.stats.pending(-(batch.len() as i64));
             }
         }
         let written = tokio::select! {
             biased;
             _ = t.link.token.cancelled() => break Stop::Cancelled,
-            r = async { t.write.write_all(&buf).await?; t.write.flush().await } => r,
+            r = write_counted(&mut t.write, &buf) => r,
         };
         match written {
             Ok(()) => {
-                metrics::counter!(m::FRAMES_WRITTEN).increment(in_flight);
+                metrics::counter!(m::FRAMES_WRITTEN).increment(batch.len() as u64);
+                ends.clear();
+                for m in batch.drain(..) {
+                    // Kept while the stream may still be reset; dropped otherwise.
+                    let _ = t.copies.keep(delivered(&t.stats, m));
+                }
                 t.copies.written(buf.len(), Instant::now());
-                in_flight = 0;
                 if buf.capacity() > 4 * COALESCE {
                     buf = BytesMut::new();
                 }
             }
-            Err(e) => {
+            Err((took, e)) => {
                 tracing::debug!(peer = %t.ids.peer, stream = &*t.name, error = %e, "stream write failed");
-                // A reset stream: the batch is among the copies if it is to be written again.
-                let lost = if t.copies.until().is_some() {
-                    0
-                } else {
-                    in_flight
-                };
-                in_flight = 0;
-                match recover(&mut t, &mut ended, &mut buf, lost).await {
+                // The frames the muxer took whole were written; the rest was not. A reset
+                // stream: they join the copies if they are to be written again; on a settled
+                // stream the rest is lost.
+                let whole = ends.iter().take_while(|&&end| end <= took).count();
+                ends.clear();
+                let mut lost = Vec::new();
+                for (i, m) in batch.drain(..).enumerate() {
+                    let m = if i < whole { delivered(&t.stats, m) } else { m };
+                    if let Some(m) = t.copies.keep(m)
+                        && !m.written
+                    {
+                        lost.push(m);
+                    }
+                }
+                t.stats.lost_outgoing(&lost);
+                match recover(&mut t, &mut ended, &mut buf, lost.len() as u64).await {
                     Some(stop) => break stop,
                     None => continue,
                 }
             }
         }
     };
-    finish(t, stop, in_flight).await;
+    finish(t, stop, batch).await;
+}
+
+/// Writes `buf` and flushes. On failure, also says how many bytes the muxer took first.
+async fn write_counted(
+    write: &mut WriteHalf<Stream>,
+    buf: &[u8],
+) -> Result<(), (usize, std::io::Error)> {
+    let mut took = 0;
+    while took < buf.len() {
+        match write.write(&buf[took..]).await {
+            Ok(0) => return Err((took, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => took += n,
+            Err(e) => return Err((took, e)),
+        }
+    }
+    write.flush().await.map_err(|e| (took, e))
+}
+
+/// `m` was written: counted the first time, and its sender told. Returns it as a copy.
+fn delivered(stats: &StreamCounters, mut m: Outgoing) -> Outgoing {
+    if !m.written {
+        m.written = true;
+        stats.written(1);
+    }
+    if let Some(ack) = m.ack.take() {
+        let _ = ack.send(());
+    }
+    m
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -250,14 +291,8 @@ async fn recover(
     let peer = t.ids.peer;
     if t.link.token.is_cancelled() {
         // Not the peer: the session or the node is ending. What is not written again is lost.
-        let n = lost + t.copies.take().len() as u64;
-        if n > 0 {
-            t.stats.lost(n);
-        }
+        t.stats.lost_outgoing(&t.copies.take());
         return Some(Stop::Cancelled);
-    }
-    if lost > 0 {
-        t.stats.lost(lost);
     }
     let mut resend = t.copies.take();
     let resent = resend.len() as u64;
@@ -273,26 +308,43 @@ async fn recover(
             // The peer's own stream: it never resets it under Go's rule.
             t.copies = Copies::settled();
             buf.clear();
+            let mut ends = Vec::with_capacity(resend.len());
             for m in &resend {
-                encode(buf, m, t.cipher.as_deref());
+                encode(buf, &m.data, t.cipher.as_deref());
+                ends.push(buf.len());
             }
             let token = t.link.token.clone();
             let written = tokio::select! {
                 biased;
                 _ = token.cancelled() => {
                     // (`lost` is counted already.)
-                    t.stats.lost(resent);
+                    t.stats.lost_outgoing(&resend);
                     return Some(Stop::Cancelled);
                 }
-                r = async {
-                    t.write.write_all(buf).await?;
-                    t.write.flush().await
-                } => r,
+                r = write_counted(&mut t.write, buf) => r,
             };
-            if written.is_ok() {
-                report(t, resent, lost, "moved");
-                tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
-                return None;
+            match written {
+                Ok(()) => {
+                    for m in resend.drain(..) {
+                        delivered(&t.stats, m);
+                    }
+                    report(t, resent, lost, "moved");
+                    tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
+                    return None;
+                }
+                Err((took, _)) => {
+                    // Those the muxer took whole count as written; all go to the next stream.
+                    let whole = ends.iter().take_while(|&&end| end <= took).count();
+                    for m in resend.iter_mut().take(whole) {
+                        if !m.written {
+                            m.written = true;
+                            t.stats.written(1);
+                        }
+                        if let Some(ack) = m.ack.take() {
+                            let _ = ack.send(());
+                        }
+                    }
+                }
             }
             // That one is gone too: try the next.
             next = t.shared.sessions.take_spare(&peer, t.ids.session, &t.name);
@@ -301,7 +353,7 @@ async fn recover(
         // writer of the name (the peer's stream when it comes, or the next send's) writes it
         // first, in order; unless a spare came meanwhile.
         let Some(slot) = t.slot.upgrade() else {
-            t.stats.lost(resent);
+            t.stats.lost_outgoing(&resend);
             report(t, 0, lost + resent, "kept");
             return Some(Stop::Failed);
         };
@@ -330,7 +382,7 @@ async fn recover(
             HandOver::Refused => {
                 // The session is gone: what was to be written again is lost (the queue is
                 // counted when the task ends).
-                t.stats.lost(resent);
+                t.stats.lost_outgoing(&resend);
                 report(t, 0, lost + resent, "kept");
                 return Some(Stop::Failed);
             }
@@ -359,9 +411,10 @@ fn report(t: &Task, resent: u64, lost: u64, outcome: &'static str) {
 }
 
 /// The task ends: whatever is still queued, or was being written, may not have reached the
-/// peer: count it. After a hand-over, messages that a sender was still putting in the queue
-/// when it closed follow the others to the next writer.
-async fn finish(mut t: Task, stop: Stop, in_flight: u64) {
+/// peer: count it (its senders waiting for the write learn it failed). After a hand-over,
+/// messages that a sender was still putting in the queue when it closed follow the others to
+/// the next writer.
+async fn finish(mut t: Task, stop: Stop, batch: Vec<Outgoing>) {
     let peer = t.ids.peer;
     if matches!(stop, Stop::Failed)
         && let Some(slot) = t.slot.upgrade()
@@ -395,10 +448,10 @@ async fn finish(mut t: Task, stop: Stop, in_flight: u64) {
             tracing::debug!(%peer, stream = &*t.name, n, "late messages handed over too");
         }
     }
-    let lost = in_flight + late.len() as u64;
+    let lost = batch.len() + late.len();
     if lost > 0 {
         tracing::warn!(%peer, stream = &*t.name, lost, "queued messages lost: stream closed");
-        t.stats.lost(lost);
+        t.stats.lost_outgoing(batch.iter().chain(late.iter()));
     }
 }
 
