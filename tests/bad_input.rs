@@ -80,7 +80,7 @@ async fn framing_errors(t: Transport) {
     let (node, raw, mut sub) = setup(every_fault(t)).await;
     let limit = 1 << 20;
     let mut over = Vec::new();
-    glueberry::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
+    glueberry::unstable::wire::varint::put((limit + 28 + 3 + 1) as u64, &mut over);
     let cases: [(&str, Vec<u8>, bool, &str); 5] = [
         (
             "length prefix over the limit",

@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use glueberry::PeerId;
-use glueberry::book::{BookError, Store};
+use glueberry::book::BookError;
 use glueberry::identity::ed25519;
+use glueberry::unstable::book::Store;
 
 const CHILD_PATH: &str = "GLUEBERRY_BOOK_CHILD_PATH";
 const CHILD_MODE: &str = "GLUEBERRY_BOOK_CHILD_MODE";
@@ -155,13 +156,13 @@ mod node {
     fn open_when_free(
         path: &std::path::Path,
     ) -> (
-        glueberry::book::Store,
-        glueberry::book::Book,
-        Vec<glueberry::book::Skipped>,
+        glueberry::unstable::book::Store,
+        glueberry::unstable::book::Book,
+        Vec<glueberry::unstable::book::Skipped>,
         Option<glueberry::book::Recovered>,
     ) {
         for _ in 0..100 {
-            match glueberry::book::Store::open(path) {
+            match glueberry::unstable::book::Store::open(path) {
                 Err(glueberry::book::BookError::Locked(_)) => {
                     std::thread::sleep(std::time::Duration::from_millis(10))
                 }
@@ -195,7 +196,7 @@ mod node {
         let entry = within(async {
             loop {
                 let bytes = std::fs::read(&path).unwrap();
-                let (peers, _) = glueberry::book::parse(&bytes).unwrap();
+                let (peers, _) = glueberry::unstable::book::parse(&bytes).unwrap();
                 if let Some(e) = peers.get(&b.peer_id())
                     && e.last_seen.is_some()
                     && e.public_key.is_some()

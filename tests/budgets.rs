@@ -26,7 +26,7 @@ async fn until(mut f: impl FnMut() -> bool) {
 /// them: a frame left half done.
 fn partial_frame(len: usize, sent: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    glueberry::wire::codec::put_header(len, &mut out);
+    glueberry::unstable::wire::put_header(len, &mut out);
     out.extend(std::iter::repeat_n(7u8, sent));
     out
 }

@@ -274,7 +274,7 @@ pub async fn events(count: usize, subscribers: usize) -> (std::time::Duration, u
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/bench/1.0.0");
     let mut s = raw.open_protocol(node.peer_id(), protocol).await;
     let mut bad = Vec::new();
-    glueberry::wire::codec::put_header(27, &mut bad);
+    glueberry::unstable::wire::put_header(27, &mut bad);
     bad.extend_from_slice(&[7u8; 27]);
     let chunk = bad.repeat(1000);
     let started = std::time::Instant::now();

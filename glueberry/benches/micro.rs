@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use glueberry::crypto::{Cipher, LocalKey, NONCE_LEN, OVERHEAD};
-use glueberry::wire::{Decoder, codec};
+use glueberry::unstable::crypto::{Cipher, LocalKey, NONCE_LEN, OVERHEAD};
+use glueberry::unstable::wire::{self as codec, Decoder};
 use tokio_util::codec::Decoder as _;
 
 const SIZES: [usize; 3] = [256, 4096, 64 * 1024];

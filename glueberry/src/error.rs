@@ -2,10 +2,10 @@
 
 use libp2p::PeerId;
 
-use crate::config::ConfigError;
-use crate::crypto::KeyError;
+pub use crate::config::ConfigError;
+pub use crate::crypto::KeyError;
 use crate::peer::State;
-use crate::wire::NameError;
+pub use crate::wire::NameError;
 
 /// Everything a [`Node`](crate::Node) method can fail with. Each variant says what happened;
 /// [`Error::is_retriable`] says whether trying again later can help.
@@ -116,12 +116,13 @@ pub enum Error {
         /// The stream name.
         stream: String,
     },
-    /// The message is larger than `max_message_size`.
+    /// The message is larger than `max_message_size` (or, on the handshake stream,
+    /// `max_handshake_message_size`).
     #[error("message of {size} bytes exceeds the maximum of {max} bytes")]
     MessageTooLarge {
-        /// Its size.
+        /// Its size, in bytes.
         size: usize,
-        /// The limit.
+        /// The limit, in bytes.
         max: usize,
     },
     /// The deadline passed while waiting for room in the stream's send queue.
@@ -167,9 +168,9 @@ pub enum Error {
     /// Address-book metadata is larger than `max_metadata_size`.
     #[error("metadata of {size} bytes exceeds the maximum of {max} bytes")]
     MetadataTooLarge {
-        /// Its size.
+        /// Its size (keys and values), in bytes.
         size: usize,
-        /// The limit.
+        /// The limit, in bytes.
         max: usize,
     },
     /// The address names no peer: [`Node::dial`](crate::Node::dial) needs one ending in

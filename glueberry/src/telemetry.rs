@@ -22,7 +22,7 @@ pub const HANDSHAKE_RESULTS: &str = "glueberry_handshake_results_total";
 pub const HANDSHAKE_DURATION: &str = "glueberry_handshake_duration_seconds";
 /// Counter `glueberry_messages_sent_total`: Messages queued for sending, by stream.
 pub const MESSAGES_SENT: &str = "glueberry_messages_sent_total";
-/// Counter `glueberry_messages_written_total`: Messages written to the transport (each once).
+/// Counter `glueberry_messages_written_total`: Messages written to the transport (each once), by stream.
 pub const MESSAGES_WRITTEN: &str = "glueberry_messages_written_total";
 /// Counter `glueberry_messages_received_total`: Messages delivered to the application queue, by stream.
 pub const MESSAGES_RECEIVED: &str = "glueberry_messages_received_total";
@@ -118,7 +118,7 @@ pub fn describe() {
     describe_counter!(MESSAGES_SENT, "Messages queued for sending, by stream.");
     describe_counter!(
         MESSAGES_WRITTEN,
-        "Messages written to the transport, each once."
+        "Messages written to the transport, each once, by stream."
     );
     describe_counter!(
         MESSAGES_RECEIVED,

@@ -41,7 +41,7 @@ struct Stored {
 struct Inner {
     raw_control: libp2p_stream::Control,
     node: PeerId,
-    cipher: glueberry::crypto::Cipher,
+    cipher: glueberry::unstable::crypto::Cipher,
     streams: Mutex<HashMap<String, Stored>>,
     next_id: std::sync::atomic::AtomicU64,
     received: mpsc::UnboundedSender<(String, Vec<u8>)>,
@@ -173,7 +173,10 @@ impl Inner {
         streams.insert(name.to_owned(), Stored { id, write });
         let (inner, name) = (self.clone(), name.to_owned());
         tokio::spawn(async move {
-            let mut frames = FramedRead::new(read.compat(), glueberry::wire::Decoder::new(1 << 21));
+            let mut frames = FramedRead::new(
+                read.compat(),
+                glueberry::unstable::wire::Decoder::new(1 << 21),
+            );
             while let Some(Ok(mut body)) = frames.next().await {
                 let range = inner.cipher.open_in_place(&mut body).expect("decrypts");
                 let _ = inner.received.send((name.clone(), body[range].to_vec()));

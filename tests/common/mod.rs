@@ -324,12 +324,12 @@ impl RawPeer {
     }
 
     /// The v1 stream key this peer shares with a node whose public key is `node_key`.
-    pub fn cipher(&self, node_key: &[u8; 32]) -> glueberry::crypto::Cipher {
+    pub fn cipher(&self, node_key: &[u8; 32]) -> glueberry::unstable::crypto::Cipher {
         let seed: [u8; 32] = self.keypair.secret().as_ref().try_into().unwrap();
-        let key = glueberry::crypto::LocalKey::from_ed25519_seed(&seed)
+        let key = glueberry::unstable::crypto::LocalKey::from_ed25519_seed(&seed)
             .stream_key(node_key)
             .unwrap();
-        glueberry::crypto::Cipher::new(&key)
+        glueberry::unstable::crypto::Cipher::new(&key)
     }
 }
 
@@ -342,14 +342,14 @@ impl Drop for RawPeer {
 /// One v1 frame around `body`.
 pub fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    glueberry::wire::codec::put_header(body.len(), &mut out);
+    glueberry::unstable::wire::put_header(body.len(), &mut out);
     out.extend_from_slice(body);
     out
 }
 
 /// An encrypted v1 body of `plaintext`.
-pub fn seal(cipher: &glueberry::crypto::Cipher, plaintext: &[u8]) -> Vec<u8> {
-    let mut body = vec![0u8; glueberry::crypto::NONCE_LEN];
+pub fn seal(cipher: &glueberry::unstable::crypto::Cipher, plaintext: &[u8]) -> Vec<u8> {
+    let mut body = vec![0u8; glueberry::unstable::crypto::NONCE_LEN];
     body.extend_from_slice(plaintext);
     let tag = cipher.seal_in_place(&mut body);
     body.extend_from_slice(&tag);

@@ -167,7 +167,7 @@ async fn handshake_stream(raw: &RawPeer, node: PeerId) -> Option<libp2p::Stream>
 async fn pinned(args: &Args) {
     let node = spawn_node("pinned", args.open);
     let mut half = Vec::new();
-    glueberry::wire::codec::put_header(HANDSHAKE_MAX, &mut half);
+    glueberry::unstable::wire::put_header(HANDSHAKE_MAX, &mut half);
     half.extend(std::iter::repeat_n(7u8, HANDSHAKE_MAX / 2));
     let mut raws = Vec::new();
     let mut streams = Vec::new();

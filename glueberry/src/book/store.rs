@@ -21,7 +21,7 @@ pub enum BookError {
     TooLarge {
         /// The file.
         path: PathBuf,
-        /// Its size.
+        /// Its size, in bytes.
         size: u64,
     },
     /// The file has a version this crate does not read; it is left untouched.
@@ -82,19 +82,10 @@ impl Store {
             fs::create_dir_all(dir).map_err(io)?;
         }
         let lock_path = with_suffix(path, ".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(BookError::Locked(path.to_owned()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
+        let lock = lock_file(&lock_path).map_err(io)?;
+        let Some(lock) = lock else {
+            return Err(BookError::Locked(path.to_owned()));
+        };
         let store = Self {
             path: path.to_owned(),
             _lock: lock,
@@ -162,6 +153,44 @@ impl Store {
         }
         written.map_err(io)
     }
+}
+
+/// Opens and locks `path`; `None` if another holder has it. A holder removes the file when it
+/// closes (while still holding it): a lock taken on a file that was removed meanwhile is not
+/// the one at `path`, so it is taken again on the new file.
+fn lock_file(path: &Path) -> std::io::Result<Option<File>> {
+    for _ in 0..8 {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if same_file(&file, path)? {
+            return Ok(Some(file));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let held = file.metadata()?;
+    match fs::metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &File, _: &Path) -> std::io::Result<bool> {
+    Ok(true)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -4,6 +4,7 @@ use libp2p::identity::ed25519;
 use proptest::prelude::*;
 use time::OffsetDateTime;
 
+use super::format::parse;
 use super::*;
 
 fn peer(n: u8) -> PeerId {

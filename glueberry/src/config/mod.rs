@@ -78,6 +78,14 @@ pub enum ConfigError {
     /// The built-in handshake prepares no stream.
     #[error("the built-in handshake names no stream to prepare")]
     NoHandshakeStreams,
+    /// A persistent peer cannot be kept connected as given.
+    #[error("persistent peer {peer}: {reason}")]
+    PersistentPeer {
+        /// The peer.
+        peer: libp2p::PeerId,
+        /// What is wrong: no address, an address naming another peer, or this node itself.
+        reason: &'static str,
+    },
 }
 
 /// Everything a [`Node`](crate::Node) needs. Build it with [`Config::new`] and the `with_*`

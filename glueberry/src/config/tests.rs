@@ -110,3 +110,55 @@ fn frame_limit_fits_the_largest_message() {
     assert!(c.max_frame_len() <= MAX_FRAME_LEN);
     assert_eq!(base().max_frame_len(), (1 << 20) + 28 + 3);
 }
+
+#[test]
+fn the_built_in_handshake_and_persistent_peers_are_checked() {
+    use crate::handshake;
+    let hs = |hello: Vec<u8>, streams: Vec<&str>| {
+        base().with_handshake(handshake::Config::new(hello, streams))
+    };
+    assert_eq!(hs(b"chain".to_vec(), vec!["votes"]).validate(), Ok(()));
+    assert_eq!(
+        hs(vec![0; 16 * 1024], vec!["votes"]).validate(),
+        Err(ConfigError::HelloTooLarge {
+            size: 16 * 1024,
+            max: 16 * 1024 - 1
+        })
+    );
+    assert_eq!(
+        hs(vec![], vec![]).validate(),
+        Err(ConfigError::NoHandshakeStreams)
+    );
+    assert!(matches!(
+        hs(vec![], vec!["handshake"]).validate(),
+        Err(ConfigError::HandshakeStream { .. })
+    ));
+
+    let c = base();
+    let me = libp2p::PeerId::from_public_key(&c.keypair.public().into());
+    let other = libp2p::PeerId::random();
+    let addr: Multiaddr = "/ip4/10.0.0.1/tcp/9000".parse().unwrap();
+    let ok = c.clone().with_persistent_peer(other, vec![addr.clone()]);
+    assert_eq!(ok.validate(), Ok(()));
+    for (peer, addrs, reason) in [
+        (me, vec![addr.clone()], "it is this node"),
+        (other, vec![], "no address to dial"),
+        (
+            other,
+            vec![
+                addr.clone()
+                    .with(libp2p::multiaddr::Protocol::P2p(libp2p::PeerId::random())),
+            ],
+            "an address ends in /p2p/ of another peer",
+        ),
+    ] {
+        assert_eq!(
+            c.clone().with_persistent_peer(peer, addrs).validate(),
+            Err(ConfigError::PersistentPeer { peer, reason })
+        );
+    }
+    assert_eq!(
+        c.with_persistent_max_delay(Duration::ZERO).validate(),
+        Err(ConfigError::Zero("persistent_max_delay"))
+    );
+}

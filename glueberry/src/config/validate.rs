@@ -6,6 +6,13 @@ use super::{Config, ConfigError};
 
 impl Config {
     /// Checks every field; [`Node::new`](crate::Node::new) calls it.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, as a [`ConfigError`]: a missing path or listen address, a zero
+    /// where a positive size or duration is needed, reconnect delays or watermarks in the wrong
+    /// order, a message size above the protocol limit, a receive budget too small for the largest
+    /// message, or a built-in handshake whose Hello or streams do not fit.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.address_book_path.as_os_str().is_empty() {
             return Err(ConfigError::MissingAddressBookPath);
@@ -94,7 +101,34 @@ impl Config {
             return Err(ConfigError::Zero("persistent_max_delay"));
         }
         self.validate_handshake()?;
+        self.validate_persistent_peers()?;
         self.validate_budgets()
+    }
+
+    fn validate_persistent_peers(&self) -> Result<(), ConfigError> {
+        let me = libp2p::PeerId::from_public_key(&self.keypair.public().into());
+        for (peer, addrs) in &self.persistent_peers {
+            let wrong = |reason| {
+                Err(ConfigError::PersistentPeer {
+                    peer: *peer,
+                    reason,
+                })
+            };
+            if *peer == me {
+                return wrong("it is this node");
+            }
+            if addrs.is_empty() {
+                return wrong("no address to dial");
+            }
+            let other = addrs.iter().any(|a| {
+                a.iter()
+                    .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(id) if id != *peer))
+            });
+            if other {
+                return wrong("an address ends in /p2p/ of another peer");
+            }
+        }
+        Ok(())
     }
 
     fn validate_handshake(&self) -> Result<(), ConfigError> {

@@ -51,6 +51,7 @@ impl Driver {
                     }
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.machine.set_dialable(false);
+                        p.machine.set_persistent(false);
                         // A reconnection series has nothing left to dial.
                         if p.machine.state() == State::Reconnecting {
                             let _ = self.apply(peer, Input::ReconnectionCancelled);
@@ -79,7 +80,11 @@ impl Driver {
             Command::Dial { peer, addr, reply } => {
                 // Tried first by the next dial of the peer, and forgotten: the book is not
                 // touched, and a peer outside it is not reconnected.
-                self.dial_once.insert(peer, addr);
+                let bare = addr
+                    .iter()
+                    .filter(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                    .collect();
+                self.dial_once.insert(peer, bare);
                 self.connect(peer, reply);
             }
             Command::Reject {
@@ -132,7 +137,11 @@ impl Driver {
                     .set_blacklisted(peer, blacklisted, OffsetDateTime::now_utc());
                 if blacklisted || self.peers.contains_key(&peer) {
                     let dialable = self.book.get(&peer).is_some();
-                    self.peer(peer).machine.set_dialable(dialable);
+                    let machine = &mut self.peer(peer).machine;
+                    machine.set_dialable(dialable);
+                    if blacklisted {
+                        machine.set_persistent(false);
+                    }
                     let input = if blacklisted {
                         Input::Blacklisted
                     } else {

@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::Driver;
 use crate::admission;
 use crate::event::{AdmissionCause, AdmissionEvent, Event};
-use crate::peer::{DisconnectReason, Input};
+use crate::peer::{DisconnectReason, Input, State};
 use crate::telemetry as m;
 
 impl Driver {
@@ -143,7 +143,10 @@ impl Driver {
     /// The application rejected a peer: it is disconnected and kept out for
     /// `rejection_cooldown`; counted and reported as an admission.
     pub(super) fn on_rejected(&mut self, peer: PeerId, reason: String) {
-        self.peer(peer);
+        let machine = &self.peer(peer).machine;
+        if machine.state() == State::Cooldown || machine.is_blacklisted() {
+            return; // kept out already: that cooldown (or the blacklist) stands
+        }
         let _ = self.apply(peer, Input::Rejected(reason));
         self.on_admission(admission::Report {
             cause: AdmissionCause::Rejected,

@@ -263,6 +263,12 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next event.
+    ///
+    /// # Errors
+    ///
+    /// - [`RecvError::Lagged`]`(n)`: this subscription fell behind and `n` events were dropped
+    ///   for it; the next call returns the events after them;
+    /// - [`RecvError::Closed`]: the node shut down and every event was delivered.
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         match self.rx.recv().await {
             Some(forwarder::Item::Event(e)) => Ok(e),
@@ -282,6 +288,10 @@ impl Subscription {
     }
 
     /// The next event already queued, without waiting; `Ok(None)` when none is.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); `Ok(None)` when no event is waiting.
     pub fn try_recv(&mut self) -> Result<Option<Event>, RecvError> {
         use tokio::sync::mpsc::error::TryRecvError;
         match self.rx.try_recv() {

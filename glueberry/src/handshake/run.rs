@@ -120,10 +120,16 @@ async fn work(node: WeakNode, config: Arc<Config>, peer: PeerId, mut rx: mpsc::R
             match perform(&n, peer, action).await {
                 Ok(()) => {}
                 Err(Error::Shutdown) => return,
-                Err(e) => {
+                Err(e @ (Error::NotConnected(_) | Error::InvalidState { .. })) => {
                     // The connection went, or the peer is refused: the next connection
                     // starts a new round.
                     tracing::debug!(%peer, error = %e, "built-in handshake: step failed");
+                    break;
+                }
+                Err(e) => {
+                    // The handshake timeout ends this round (streams the check chose that
+                    // cannot be prepared, a handshake stream that would not open).
+                    tracing::warn!(%peer, error = %e, "built-in handshake: step failed; the round waits for the handshake timeout");
                     break;
                 }
             }

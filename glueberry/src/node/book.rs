@@ -20,6 +20,14 @@ impl Node {
     /// empty: Go keeps it only for a nil map, which an empty map stands for here) its metadata,
     /// and returns once the book is on disk. A started node then connects to it (and reconnects to it
     /// whenever it is lost). A blacklisted peer cannot be added.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::MetadataTooLarge`]: keys and values over `max_metadata_size` bytes;
+    /// - [`Error::Blacklisted`]: the peer is blacklisted;
+    /// - [`Error::AddressBook`]: the book could not be written (the peer is added in memory all
+    ///   the same);
+    /// - [`Error::Shutdown`].
     pub async fn add_peer(
         &self,
         peer: PeerId,
@@ -46,6 +54,11 @@ impl Node {
     /// Removes `peer` from the address book (and returns once that is on disk): it will not
     /// be dialled or reconnected any more (a reconnection under way stops). Its connection, if
     /// any, stays.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPeer`] if the peer is not in the book; [`Error::AddressBook`] if the book
+    /// could not be written; [`Error::Shutdown`].
     pub async fn remove_peer(&self, peer: PeerId) -> Result<()> {
         let version = self
             .request(|reply| Command::RemovePeer { peer, reply })
@@ -54,17 +67,30 @@ impl Node {
     }
 
     /// The address-book entry of `peer`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] only.
     pub async fn get_peer(&self, peer: PeerId) -> Result<Option<crate::book::Entry>> {
         self.request(|reply| Command::GetPeer { peer, reply }).await
     }
 
     /// Every address-book entry, blacklisted ones included.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Shutdown`] only.
     pub async fn list_peers(&self) -> Result<Vec<crate::book::Entry>> {
         self.request(|reply| Command::ListPeers { reply }).await
     }
 
     /// Blacklists `peer`, whether in the address book or not: its connections close at once,
     /// new ones are refused in both directions, and it is never reconnected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AddressBook`] if the book could not be written (the blacklist holds in memory
+    /// anyway); [`Error::Shutdown`].
     pub async fn blacklist_peer(&self, peer: PeerId) -> Result<()> {
         let version = self
             .request(|reply| Command::Blacklist {
@@ -78,6 +104,10 @@ impl Node {
 
     /// Takes `peer` off the blacklist. It is not reconnected by itself; call
     /// [`connect`](Self::connect).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AddressBook`] if the book could not be written; [`Error::Shutdown`].
     pub async fn unblacklist_peer(&self, peer: PeerId) -> Result<()> {
         let version = self
             .request(|reply| Command::Blacklist {
@@ -90,6 +120,11 @@ impl Node {
     }
 
     /// Stops the reconnection of a Reconnecting peer: it goes Disconnected.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] if the peer is not reconnecting (no series under way);
+    /// [`Error::NotStarted`], [`Error::Shutdown`].
     pub async fn cancel_reconnection(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         self.request(|reply| Command::CancelReconnection { peer, reply })
@@ -101,6 +136,13 @@ impl Node {
     /// its own `Connected` event (or the peer's first handshake message), not on this return. Returns at once if the peer is already connected. If the dial fails,
     /// the node goes on reconnecting by itself (state Reconnecting) while this returns the
     /// error.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnknownPeer`]: not in the address book ([`dial`](Self::dial) needs no book);
+    /// - [`Error::Dial`] (retriable): the dial failed, or did not finish within `dial_timeout`;
+    /// - [`Error::Blacklisted`]; [`Error::InvalidState`] for a peer in Cooldown;
+    /// - [`Error::NotStarted`], [`Error::Shutdown`].
     pub async fn connect(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         let timeout = self.shared().config.dial_timeout;
@@ -121,6 +163,11 @@ impl Node {
 
     /// Closes every connection to `peer`. Subscribers see `Disconnected` with reason
     /// `LocalRequest` once the connections are closed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] if the peer has no connection and no dial or reconnection under
+    /// way; [`Error::NotStarted`], [`Error::Shutdown`].
     pub async fn disconnect(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         self.request(|reply| Command::Disconnect { peer, reply })

@@ -10,6 +10,17 @@ impl Node {
     /// Complete message says so). Calling it again adds names.
     ///
     /// The key may be borrowed (`&msg.data[1..]`) or owned (`other.public_key()`).
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NoStreams`], [`Error::InvalidStreamName`]: bugs of the caller;
+    /// - [`Error::InvalidPublicKey`] (not 32 bytes, not a curve point, low order) and
+    ///   [`Error::PublicKeyMismatch`] (not the key of `peer`'s `PeerId`): the peer sent a bad key;
+    /// - [`Error::NotConnected`]: the peer has no connection; [`Error::InvalidState`]: it is in
+    ///   Cooldown;
+    /// - [`Error::NotStarted`], [`Error::Shutdown`].
+    ///
+    /// docs/handshake.md has the table of what to do for each.
     pub async fn prepare_streams<S: AsRef<str>>(
         &self,
         peer: PeerId,
@@ -77,6 +88,12 @@ impl Node {
 
     /// Second phase of the handshake: the peer is Established. Call it once the peer has said
     /// it prepared its streams. Closes the handshake stream (after what is queued on it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotConnected`] if the peer has no connection; [`Error::InvalidState`] in any
+    /// state but Connected (already Established: a duplicate Complete; or Cooldown);
+    /// [`Error::NotStarted`], [`Error::Shutdown`].
     pub async fn finalize_handshake(&self, peer: PeerId) -> Result<()> {
         self.check_running()?;
         self.request(|reply| Command::Finalize { peer, reply })
@@ -85,6 +102,11 @@ impl Node {
     }
 
     /// [`prepare_streams`](Self::prepare_streams) then [`finalize_handshake`](Self::finalize_handshake).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`prepare_streams`](Self::prepare_streams), then those of
+    /// [`finalize_handshake`](Self::finalize_handshake).
     pub async fn complete_handshake<S: AsRef<str>>(
         &self,
         peer: PeerId,

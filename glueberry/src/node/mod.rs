@@ -96,6 +96,14 @@ impl Node {
     /// Builds a node from `config`. It does not listen until [`start`](Self::start).
     ///
     /// Must be called from inside a tokio runtime: it spawns the driver task.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Config`] if [`Config::validate`] refuses `config` (a bug: fix the setting);
+    /// - [`Error::NoRuntime`] outside a tokio runtime;
+    /// - [`Error::AddressBook`] if the book cannot be opened: locked by another process, too
+    ///   large, of an unknown version, or an I/O error (a corrupt file is moved aside instead);
+    /// - [`Error::Transport`] if libp2p cannot build the transport.
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
@@ -246,6 +254,13 @@ impl Node {
 
     /// Listens on the configured addresses and accepts handshake streams. Returns once every
     /// listener is bound, with the bound addresses.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::AlreadyStarted`] on a second call;
+    /// - [`Error::Listen`] if an address cannot be bound (nothing is left listening then; the
+    ///   call may be retried with the cause fixed);
+    /// - [`Error::Shutdown`] after [`shutdown`](Self::shutdown).
     pub async fn start(&self) -> Result<Vec<Multiaddr>> {
         if self.shared().closing.is_cancelled() {
             return Err(Error::Shutdown);

@@ -22,6 +22,16 @@ impl Node {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::NotConnected`] (retriable): the peer has no connection;
+    /// - [`Error::StreamNotPrepared`]: an encrypted stream not prepared for this peer;
+    /// - [`Error::InvalidStreamName`], [`Error::MessageTooLarge`] (`max_message_size`, or
+    ///   `max_handshake_message_size` on the handshake stream): bugs of the caller;
+    /// - [`Error::OpenStream`] (retriable): the peer did not accept the stream;
+    /// - [`Error::StreamClosed`] (retriable): the stream closed twice while queueing;
+    /// - [`Error::NotStarted`], [`Error::Shutdown`].
     pub async fn send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
         let data = data.into();
         let span = tracing::debug_span!("glueberry.send", %peer, stream, len = data.len());
@@ -46,7 +56,8 @@ impl Node {
     /// # Errors
     ///
     /// - [`Error::NotWritten`] (retriable): queued, but its stream closed or the connection went
-    ///   before it was written; counted in `dropped.stream_closed`;
+    ///   before it was written; counted in `dropped.stream_closed`; [`Error::Shutdown`] instead
+    ///   when the node shut down first;
     /// - every error of [`send`](Self::send): [`Error::NotConnected`],
     ///   [`Error::StreamNotPrepared`], [`Error::InvalidStreamName`],
     ///   [`Error::MessageTooLarge`], [`Error::OpenStream`], [`Error::StreamClosed`],
@@ -69,9 +80,15 @@ impl Node {
                 .await?;
         }
         // Writers end at the latest when the node does, so this ends.
-        rx.await.map_err(|_| Error::NotWritten {
-            peer,
-            stream: stream.to_owned(),
+        rx.await.map_err(|_| {
+            if self.shared().closing.is_cancelled() {
+                Error::Shutdown
+            } else {
+                Error::NotWritten {
+                    peer,
+                    stream: stream.to_owned(),
+                }
+            }
         })
     }
 
@@ -114,6 +131,11 @@ impl Node {
 
     /// [`send`](Self::send), giving up with [`Error::Timeout`] (retriable) if the message is
     /// not queued within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`send`](Self::send), and [`Error::Timeout`] (retriable) when the queue had no room
+    /// within `timeout`.
     pub async fn send_timeout(
         &self,
         peer: PeerId,
@@ -133,6 +155,15 @@ impl Node {
     /// is at its high watermark, [`Error::StreamNotOpen`] when the node has no stream to write
     /// on for (peer, name) yet, or no more (it closed): call [`send`](Self::send), which opens
     /// one. A stream the peer opened counts. Both errors are retriable.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::QueueFull`] (retriable): the queue is at its high watermark;
+    /// - [`Error::StreamNotOpen`] (retriable): no stream to write on yet; `send` opens one;
+    /// - [`Error::StreamClosed`] (retriable): the stream just closed;
+    /// - [`Error::NotConnected`], [`Error::StreamNotPrepared`], [`Error::InvalidStreamName`],
+    ///   [`Error::MessageTooLarge`], [`Error::NotStarted`], [`Error::Shutdown`], as for
+    ///   [`send`](Self::send).
     pub fn try_send(&self, peer: PeerId, stream: &str, data: impl Into<Bytes>) -> Result<()> {
         self.check_running()?;
         let data = data.into();

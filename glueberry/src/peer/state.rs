@@ -39,7 +39,7 @@ impl State {
     }
 
     /// The timer that runs in this state, if any.
-    pub fn timer(self) -> Option<Timer> {
+    pub(crate) fn timer(self) -> Option<Timer> {
         match self {
             State::Connected => Some(Timer::Handshake),
             State::Reconnecting => Some(Timer::Reconnect),
@@ -298,21 +298,11 @@ impl Machine {
         self.dialable = dialable;
     }
 
-    /// Whether the peer is dialable.
-    pub fn is_dialable(&self) -> bool {
-        self.dialable
-    }
-
     /// Whether the peer is kept connected for good (a persistent peer): when dialable, it is
     /// reconnected without limit, at most `persistent_max_delay` apart. This changes no state
     /// and emits nothing.
     pub fn set_persistent(&mut self, persistent: bool) {
         self.persistent = persistent;
-    }
-
-    /// Whether the peer is persistent.
-    pub fn is_persistent(&self) -> bool {
-        self.persistent
     }
 
     /// The backoff of this peer: a persistent peer's has no attempt limit and a lower cap.
@@ -330,6 +320,7 @@ impl Machine {
     }
 
     /// Reconnection attempts made in the current series.
+    #[cfg(test)]
     pub fn attempt(&self) -> u32 {
         self.attempt
     }

@@ -308,6 +308,7 @@ impl PeerEntry {
 #[derive(Debug)]
 struct StreamMetrics {
     sent: metrics::Counter,
+    written: metrics::Counter,
     bytes_sent: metrics::Counter,
     received: metrics::Counter,
     bytes_received: metrics::Counter,
@@ -323,6 +324,7 @@ impl StreamMetrics {
         let label = || [("stream", name.to_owned())];
         Self {
             sent: metrics::counter!(m::MESSAGES_SENT, &label()),
+            written: metrics::counter!(m::MESSAGES_WRITTEN, &label()),
             bytes_sent: metrics::counter!(m::BYTES_SENT, &label()),
             received: metrics::counter!(m::MESSAGES_RECEIVED, &label()),
             bytes_received: metrics::counter!(m::BYTES_RECEIVED, &label()),
@@ -448,7 +450,7 @@ impl StreamCounters {
     pub(crate) fn written(&self, n: u64) {
         if n > 0 {
             self.written.fetch_add(n, Relaxed);
-            metrics::counter!(m::MESSAGES_WRITTEN).increment(n);
+            self.metrics.written.increment(n);
         }
     }
 

@@ -290,8 +290,10 @@ async fn recover(
 ) -> Option<Stop> {
     let peer = t.ids.peer;
     if t.link.token.is_cancelled() {
-        // Not the peer: the session or the node is ending. What is not written again is lost.
-        t.stats.lost_outgoing(&t.copies.take());
+        // Not the peer: the session or the node is ending. Copies written once are written (as
+        // any message written before a connection goes); those never written are lost.
+        let unwritten = t.copies.take().iter().filter(|m| !m.written).count();
+        t.stats.lost(unwritten as u64);
         return Some(Stop::Cancelled);
     }
     let mut resend = t.copies.take();
@@ -325,6 +327,7 @@ async fn recover(
             };
             match written {
                 Ok(()) => {
+                    metrics::counter!(m::FRAMES_WRITTEN).increment(resend.len() as u64);
                     for m in resend.drain(..) {
                         delivered(&t.stats, m);
                     }

@@ -20,6 +20,7 @@ pub const fn outer_len(body_len: usize) -> usize {
 }
 
 /// The number of bytes on the wire for a body of `body_len`: both prefixes and the body.
+#[cfg(test)]
 pub const fn wire_len(body_len: usize) -> usize {
     let outer = outer_len(body_len);
     varint::len(outer as u64) + outer

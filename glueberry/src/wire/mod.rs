@@ -3,9 +3,12 @@
 //! Everything here is sans-IO and byte-exact with Go Glueberry; `docs/protocol.md` states the
 //! format in prose.
 
-pub mod codec;
-pub mod protocol;
-pub mod varint;
+pub(crate) mod codec;
+pub(crate) mod protocol;
+pub(crate) mod varint;
 
-pub use codec::{DecodeError, Decoder, MAX_FRAME_LEN};
-pub use protocol::{HANDSHAKE, HANDSHAKE_PROTOCOL, NameError, protocol_id};
+pub use codec::MAX_FRAME_LEN;
+pub(crate) use codec::{DecodeError, Decoder};
+pub use protocol::{
+    HANDSHAKE, HANDSHAKE_PROTOCOL, NameError, protocol_id, validate_encrypted_name, validate_name,
+};
