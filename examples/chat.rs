@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! # terminal 1: prints the address to dial, e.g. /ip4/127.0.0.1/tcp/9000/p2p/12D3KooW…
-//! cargo run --example chat -- --listen 9000 --name alice
+//! cargo run --example chat -- --listen /ip4/127.0.0.1/tcp/9000 --name alice
 //! # terminal 2
 //! cargo run --example chat -- --peer /ip4/127.0.0.1/tcp/9000/p2p/<id> --name bob
 //! # no second terminal: alice and bob in one process, four lines, exit
@@ -13,9 +13,10 @@
 //! ```
 //!
 //! Type a line and press Enter to send it; Ctrl-C or Ctrl-D (end of input) quits. The identity
-//! (`chat-<name>.key`) and the address book (`chat-<name>.book.json`) live in the current
-//! directory unless `--identity` and `--book` say otherwise; a dialled peer stays in the book
-//! and is dialled again on the next start.
+//! (`<name>.key`) and the address book (`<name>.book.json`) live in `--data-dir` (by default
+//! `glueberry-chat` in the system's temporary directory) unless `--identity` and `--book` say
+//! otherwise; a dialled peer stays in the book and is dialled again on the next start. The node
+//! listens on loopback unless `--listen` says otherwise.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -41,20 +42,27 @@ type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
 /// Chat between terminals over glueberry (encrypted, wire-compatible with Go's simple-chat).
 #[derive(Parser)]
-#[command(after_help = "Two terminals:\n  chat --listen 9000 --name alice\n  \
-chat --peer /ip4/127.0.0.1/tcp/9000/p2p/<id printed by alice> --name bob")]
+#[command(
+    after_help = "Two terminals:\n  chat --listen /ip4/127.0.0.1/tcp/9000 --name alice\n  \
+chat --peer /ip4/127.0.0.1/tcp/9000/p2p/<id printed by alice> --name bob"
+)]
 struct Args {
     /// Your display name, sent to peers in the handshake's Hello.
     #[arg(long, default_value = "anon")]
     name: String,
-    /// TCP port to listen on, on every interface (0.0.0.0) like the Go example; 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    listen: u16,
+    /// Address to listen on; /ip4/0.0.0.0/tcp/9000 for every interface, as the Go example does.
+    /// Port 0 picks a free one.
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    listen: Multiaddr,
     /// A peer to dial: a multiaddr ending with /p2p/<peer-id>, as the other side prints it.
     #[arg(long, value_parser = parse_peer)]
     peer: Option<PeerAddr>,
+    /// Where the identity and the address book are kept, created if missing [default: a
+    /// directory glueberry-chat in the system's temporary directory]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Identity file holding the 32-byte Ed25519 secret seed, created if missing (a 64-byte Go
-    /// key file also loads) [default: chat-<name>.key]
+    /// key file also loads) [default: <data-dir>/<name>.key]
     #[arg(long)]
     identity: Option<PathBuf>,
     /// Address-book file [default: next to the identity, with extension .book.json]
@@ -103,15 +111,19 @@ async fn main() -> Result<()> {
     if args.demo {
         return demo().await;
     }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("glueberry-chat"));
     let identity = args
         .identity
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("chat-{}.key", args.name)));
+        .unwrap_or_else(|| data_dir.join(format!("{}.key", args.name)));
     let book = args
         .book
         .clone()
         .unwrap_or_else(|| identity.with_extension("book.json"));
-    let listen = format!("/ip4/0.0.0.0/tcp/{}", args.listen).parse()?;
+    let listen = args.listen.clone();
     let mut chat = ChatNode::start(&args.name, &identity, &book, listen, "", args.script).await?;
 
     let id = chat.node.peer_id();

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example file_transfer -- --demo                 # 16 MiB, one process
 //! cargo run --release --example file_transfer -- --demo --size 256 --drop-after 100
-//! cargo run --release --example file_transfer -- receive --listen 4001 --out copy.iso
+//! cargo run --release --example file_transfer -- receive --listen /ip4/127.0.0.1/tcp/4001 --out copy.iso
 //! cargo run --release --example file_transfer -- send --peer /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW… big.iso
 //! ```
 //!
@@ -87,9 +87,10 @@ struct Args {
 enum Command {
     /// Waits for one file, writes it, verifies it and exits.
     Receive {
-        /// TCP port to listen on, on every interface (0 picks a free one).
-        #[arg(long)]
-        listen: u16,
+        /// Address to listen on (port 0 picks a free one; /ip4/0.0.0.0/tcp/<port> for every
+        /// interface).
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: Multiaddr,
         /// Where to write the received file.
         #[arg(long)]
         out: PathBuf,
@@ -206,9 +207,9 @@ async fn demo(size_mib: u64, drop_after: Option<u64>, progress: &Progress) -> Re
 }
 
 /// Listens, waits for a sender, receives one file into `out`.
-async fn receive(port: u16, out: &Path, progress: &Progress) -> Result<()> {
+async fn receive(listen: Multiaddr, out: &Path, progress: &Progress) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("glueberry-file-{}", std::process::id()));
-    let node = make_node(&dir, "receiver", &format!("/ip4/0.0.0.0/tcp/{port}"))?;
+    let node = make_node(&dir, "receiver", &listen.to_string())?;
     let result = async {
         for addr in node.start().await? {
             println!("listening on {addr}/p2p/{}", node.peer_id());

@@ -4,13 +4,17 @@
 //! ```text
 //! cargo run --release --example quickstart
 //! cargo run --release --example quickstart -- --quic
+//! cargo run --release --example quickstart -- --listen /ip4/127.0.0.1/tcp/0
 //! ```
+//!
+//! For the same in a few lines, with the handshake run by the node, see `validators`
+//! (`Config::with_handshake`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use glueberry::identity::ed25519;
-use glueberry::{Config, Event, IncomingMessage, Node, PeerId, State};
+use glueberry::{Config, Event, IncomingMessage, Multiaddr, Node, PeerId, State};
 
 /// Handshake message tags of the Go examples.
 const HELLO: u8 = 1;
@@ -18,22 +22,31 @@ const PUBKEY: u8 = 2;
 const COMPLETE: u8 = 3;
 const STREAMS: [&str; 2] = ["chat", "blocks"];
 
+/// Starts two nodes, handshakes, exchanges encrypted messages on two streams, and exits.
+#[derive(clap::Parser)]
+struct Args {
+    /// Use QUIC instead of TCP.
+    #[arg(long)]
+    quic: bool,
+    /// The address both nodes listen on; its port must be 0 (each takes a free one)
+    /// [default: /ip4/127.0.0.1/tcp/0, or /ip4/127.0.0.1/udp/0/quic-v1 with --quic]
+    #[arg(long)]
+    listen: Option<Multiaddr>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "usage: quickstart [--quic]\n\nStarts two nodes, handshakes, exchanges encrypted messages on two streams, and exits."
-        );
-        return Ok(());
-    }
-    let quic = args.iter().any(|a| a == "--quic");
+    let args = <Args as clap::Parser>::parse();
+    let quic = args.quic;
     let started = Instant::now();
-    let listen = if quic {
+    let default = if quic {
         "/ip4/127.0.0.1/udp/0/quic-v1"
     } else {
         "/ip4/127.0.0.1/tcp/0"
     };
+    let listen = args.listen.map_or(default.to_owned(), |a| a.to_string());
+    let listen = listen.as_str();
+    let quic = listen.contains("/quic");
     let dir = std::env::temp_dir().join(format!("glueberry-quickstart-{}", std::process::id()));
 
     let alice = make_node(&dir, "alice", listen)?;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example rpc -- --demo          # 1000 concurrent calls, 1 that times out
-//! cargo run --release --example rpc -- serve --listen 4002
+//! cargo run --release --example rpc -- serve --listen /ip4/127.0.0.1/tcp/4002
 //! cargo run --release --example rpc -- call --peer /ip4/127.0.0.1/tcp/4002/p2p/12D3KooW… add '[2, 3]'
 //! ```
 //!
@@ -72,9 +72,10 @@ struct Args {
 enum Command {
     /// Answers calls from any number of clients until Ctrl-C.
     Serve {
-        /// TCP port to listen on, on every interface (0 picks a free one).
-        #[arg(long)]
-        listen: u16,
+        /// Address to listen on (port 0 picks a free one; /ip4/0.0.0.0/tcp/<port> for every
+        /// interface).
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: Multiaddr,
     },
     /// Makes one call and prints its result as JSON.
     Call {
@@ -448,9 +449,9 @@ async fn demo(calls: u64) -> Result<()> {
 }
 
 /// Listens and answers calls until Ctrl-C.
-async fn serve_until_ctrl_c(port: u16) -> Result<()> {
+async fn serve_until_ctrl_c(listen: Multiaddr) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("glueberry-rpc-{}", std::process::id()));
-    let node = make_node(&dir, "server", &format!("/ip4/0.0.0.0/tcp/{port}"))?;
+    let node = make_node(&dir, "server", &listen.to_string())?;
     let result = async {
         for addr in node.start().await? {
             println!("listening on {addr}/p2p/{}", node.peer_id());

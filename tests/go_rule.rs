@@ -80,6 +80,13 @@ async fn simultaneous_first_send(t: Transport, arrival: Arrival) {
     // stream reaches the node before the node's first send, the node writes on it.)
     let stats = node.peer_stats(&peer.peer_id()).unwrap();
     assert_eq!(stats.dropped, Default::default(), "{stats:?}");
+    // Each message counted written once, however often a reset made it written again.
+    let st = &stats.streams["messages"];
+    assert_eq!(
+        (st.messages_sent, st.messages_written),
+        (N as u64, N as u64),
+        "{st:?}"
+    );
     if peer.resets() == 0 {
         println!("{t:?} {arrival:?}: the node wrote on the peer's stream from the start");
     }

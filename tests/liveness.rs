@@ -53,6 +53,16 @@ async fn blackholed_peer_is_lost(t: Transport) {
     assert_ne!(lost.a.connection_state(&b_id), State::Established);
     lost.a.shutdown().await;
     lost.b.shutdown().await;
+    // Every message the lost connection's sends accepted is counted: written to the muxer
+    // (and lost with the path) or dropped (docs/concurrency.md, "Delivery accounting").
+    let stats = lost.a.peer_stats(&b_id).unwrap();
+    for (name, st) in &stats.streams {
+        assert_eq!(
+            st.messages_sent,
+            st.messages_written + st.dropped.stream_closed,
+            "{name}: {st:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

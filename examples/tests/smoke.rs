@@ -23,7 +23,15 @@ fn quickstart_over_tcp_and_quic() {
         );
     }
     let (help, _) = run("quickstart", &["--help"]);
-    assert!(help.contains("usage"), "{help}");
+    for flag in ["Usage", "--quic", "--listen"] {
+        assert!(help.contains(flag), "{flag} missing from\n{help}");
+    }
+    // Unknown flags are refused, not ignored.
+    let out = std::process::Command::new(common::example("quickstart"))
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 #[test]

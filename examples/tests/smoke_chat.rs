@@ -31,6 +31,7 @@ fn help_documents_every_flag() {
     for flag in [
         "--listen",
         "0.0.0.0",
+        "--data-dir",
         "--peer",
         "--name",
         "--identity",
@@ -55,7 +56,7 @@ fn two_processes_chat_over_tcp() {
             "--name",
             "alice",
             "--listen",
-            "0",
+            "/ip4/127.0.0.1/tcp/0",
             "--identity",
             &alice_key,
             "--script",

@@ -53,7 +53,7 @@ fn two_processes() {
     std::fs::write(&source, &content).expect("write the source file");
 
     let mut receiver = Command::new(common::example("file_transfer"))
-        .args(["receive", "--listen", "0", "--out"])
+        .args(["receive", "--listen", "/ip4/127.0.0.1/tcp/0", "--out"])
         .arg(&copy)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

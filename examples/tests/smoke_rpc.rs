@@ -28,7 +28,7 @@ fn demo_calls_time_out_and_drop_late_answers() {
 #[test]
 fn two_processes() {
     let mut server = Command::new(common::example("rpc"))
-        .args(["serve", "--listen", "0"])
+        .args(["serve", "--listen", "/ip4/127.0.0.1/tcp/0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
