@@ -10,12 +10,14 @@ use super::{COMPLETE, HELLO, PUBKEY};
 
 /// What the worker must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     /// Send this message on the `handshake` stream.
     Send(Bytes),
     /// `prepare_streams(peer, key, streams)`.
     Prepare {
+        /// The peer's Ed25519 public key.
         key: [u8; 32],
+        /// The names to prepare.
         streams: Arc<[String]>,
     },
     /// `finalize_handshake(peer)`.
@@ -27,7 +29,7 @@ pub(crate) enum Action {
 /// One round of the exchange with one peer. A round ends when it is finalized; the next Hello
 /// or Connected (a peer that restarted, or a new connection) starts a new one.
 #[derive(Debug, Default)]
-pub(crate) struct Machine {
+pub struct Machine {
     hello_sent: bool,
     /// The streams chosen by the check hook, once the peer's Hello passed it.
     accepted: Option<Arc<[String]>>,
@@ -42,14 +44,13 @@ pub(crate) struct Machine {
 
 impl Machine {
     /// Whether the round was finalized.
-    #[cfg(test)]
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.done
     }
 
     /// The peer became Connected (a new connection, or a restarted peer's new handshake):
     /// say Hello, unless this round already did.
-    pub(crate) fn on_connected(&mut self, hello: &Bytes) -> Vec<Action> {
+    pub fn on_connected(&mut self, hello: &Bytes) -> Vec<Action> {
         let mut out = Vec::new();
         if self.rejected {
             return out;
@@ -63,7 +64,7 @@ impl Machine {
 
     /// A message of the peer on the `handshake` stream. `check` judges its Hello payload and
     /// returns the streams to prepare, or why the peer is rejected.
-    pub(crate) fn on_message(
+    pub fn on_message(
         &mut self,
         msg: &[u8],
         hello: &Bytes,
