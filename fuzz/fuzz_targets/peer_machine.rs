@@ -13,7 +13,7 @@ use glueberry::unstable::machines::{Backoff, Input, Output, Params, Peer, Timer}
 use libfuzzer_sys::fuzz_target;
 
 fn input(b: u8) -> Input {
-    match b % 21 {
+    match b % 22 {
         0 => Input::DialRequested,
         1 => Input::DialFailed("refused".into()),
         2 => Input::ConnectionEstablished { outbound: true },
@@ -33,6 +33,7 @@ fn input(b: u8) -> Input {
         17 => Input::Shutdown,
         18 => Input::Faulted,
         19 => Input::Rejected("wrong chain".into()),
+        20 => Input::Banned(std::time::SystemTime::UNIX_EPOCH),
         _ => Input::ConnectionClosed(DisconnectReason::Error("reset".into())),
     }
 }

@@ -173,6 +173,15 @@ pub enum Error {
         /// The limit, in bytes.
         max: usize,
     },
+    /// The peer is banned until `until` (its score fell to the ban threshold,
+    /// docs/scoring.md); retriable after that.
+    #[error("peer {peer} is banned for {}s more", until.duration_since(std::time::SystemTime::now()).unwrap_or_default().as_secs())]
+    Banned {
+        /// The peer.
+        peer: PeerId,
+        /// When the ban ends.
+        until: std::time::SystemTime,
+    },
     /// The address names no peer: [`Node::dial`](crate::Node::dial) needs one ending in
     /// `/p2p/<peer id>`.
     #[error("{0} names no peer: end it with /p2p/<peer id>")]

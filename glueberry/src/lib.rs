@@ -51,6 +51,7 @@ pub mod message;
 mod node;
 mod peer;
 mod persist;
+pub mod scoring;
 mod ser;
 mod shared;
 pub mod stats;
@@ -71,6 +72,7 @@ pub use health::{DebugState, Health};
 pub use message::{IncomingMessage, Messages, Priority};
 pub use node::{Node, Recipients};
 pub use peer::{DisconnectReason, State};
+pub use scoring::Severity;
 pub use stats::{AdmissionStats, InboxStats, PeerStats, StreamStats};
 
 /// Re-exported libp2p types that appear in the API (`multiaddr::Protocol` to take a

@@ -26,7 +26,9 @@ pub mod wire {
 /// The sans-IO state machines: a peer's connection lifecycle, the built-in handshake.
 pub mod machines {
     pub use crate::handshake::machine::{Action, Machine as Handshake};
-    pub use crate::peer::{Backoff, Change, Input, Machine as Peer, Output, Params, Refused, Timer};
+    pub use crate::peer::{
+        Backoff, Change, Input, Machine as Peer, Output, Params, Refused, Timer,
+    };
 }
 
 /// The address-book file: parse, write, the locked store.

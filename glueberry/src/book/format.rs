@@ -44,6 +44,26 @@ struct FileRepr {
     version: Option<u64>,
     #[serde(default)]
     peers: BTreeMap<String, EntryRepr>,
+    /// Timed bans (glueberry-rs only; Go's reader ignores the field): peer → RFC 3339 end.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    bans: BTreeMap<String, String>,
+}
+
+/// The timed bans recorded in a book file, peer → end: entries that do not parse are left out
+/// (a ban is a precaution, not data to keep). Nothing for a file that does not parse.
+pub fn parse_bans(bytes: &[u8]) -> BTreeMap<PeerId, OffsetDateTime> {
+    let Ok(file) = serde_json::from_slice::<FileRepr>(bytes) else {
+        return BTreeMap::new();
+    };
+    file.bans
+        .iter()
+        .filter_map(|(peer, until)| {
+            Some((
+                peer.parse().ok()?,
+                OffsetDateTime::parse(until, &Rfc3339).ok()?,
+            ))
+        })
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -178,6 +198,14 @@ pub fn parse(bytes: &[u8]) -> Result<(BTreeMap<PeerId, Entry>, Vec<Skipped>), Pa
 
 /// Writes a whole file, as Go's encoder lays it out (2-space indent, keys sorted).
 pub fn write<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
+    write_with_bans(entries, &BTreeMap::new())
+}
+
+/// [`write`], with the timed bans.
+pub fn write_with_bans<'a>(
+    entries: impl Iterator<Item = &'a Entry>,
+    bans: &BTreeMap<PeerId, OffsetDateTime>,
+) -> Vec<u8> {
     let peers = entries
         .map(|e| {
             (
@@ -198,6 +226,10 @@ pub fn write<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
     let file = FileRepr {
         version: Some(VERSION),
         peers,
+        bans: bans
+            .iter()
+            .map(|(p, until)| (p.to_string(), format_time(Some(*until))))
+            .collect(),
     };
     let mut out = serde_json::to_vec_pretty(&file).expect("plain data serializes");
     out.push(b'\n');

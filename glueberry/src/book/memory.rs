@@ -11,12 +11,39 @@ use super::Entry;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Book {
     peers: BTreeMap<PeerId, Entry>,
+    /// Timed bans, peer → end (kept until they expire, also for peers not in the book).
+    bans: BTreeMap<PeerId, OffsetDateTime>,
 }
 
 impl Book {
     /// A book with these entries.
     pub fn from_entries(peers: BTreeMap<PeerId, Entry>) -> Self {
-        Self { peers }
+        Self {
+            peers,
+            bans: BTreeMap::new(),
+        }
+    }
+
+    /// The book with these timed bans.
+    pub fn with_bans(mut self, bans: BTreeMap<PeerId, OffsetDateTime>) -> Self {
+        self.bans = bans;
+        self
+    }
+
+    /// Records a ban of `peer` until `until` (a longer one stands).
+    pub fn ban(&mut self, peer: PeerId, until: OffsetDateTime) {
+        let end = self.bans.entry(peer).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    /// Forgets `peer`'s ban; whether it had one.
+    pub fn unban(&mut self, peer: &PeerId) -> bool {
+        self.bans.remove(peer).is_some()
+    }
+
+    /// The timed bans, peer → end.
+    pub fn bans(&self) -> &BTreeMap<PeerId, OffsetDateTime> {
+        &self.bans
     }
 
     fn entry(&mut self, peer: PeerId, now: OffsetDateTime) -> &mut Entry {
@@ -112,6 +139,6 @@ impl Book {
 
     /// The file content for this book.
     pub fn to_bytes(&self) -> Vec<u8> {
-        super::format::write(self.peers.values())
+        super::format::write_with_bans(self.peers.values(), &self.bans)
     }
 }

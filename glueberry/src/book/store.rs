@@ -109,7 +109,10 @@ impl Store {
             Err(e) => return Err(io(e)),
         };
         match format::parse(&bytes) {
-            Ok((peers, skipped)) => Ok((store, Book::from_entries(peers), skipped, None)),
+            Ok((peers, skipped)) => {
+                let book = Book::from_entries(peers).with_bans(format::parse_bans(&bytes));
+                Ok((store, book, skipped, None))
+            }
             Err(e @ ParseError::UnsupportedVersion(_)) => Err(BookError::Unsupported {
                 path: path.to_owned(),
                 source: e,

@@ -260,3 +260,30 @@ proptest! {
         let _ = parse(&bytes);
     }
 }
+
+#[test]
+fn timed_bans_are_kept_in_the_file_beside_go_s_fields() {
+    let (p, q) = (peer(1), peer(2));
+    let until = OffsetDateTime::parse(
+        "2030-01-01T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let mut book = Book::from_entries(parse(go_file(p).as_bytes()).unwrap().0);
+    book.ban(q, until);
+    book.ban(q, until - time::Duration::hours(1)); // a shorter one does not shorten it
+    let bytes = book.to_bytes();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.contains("\"bans\""), "{text}");
+    // Go's reader ignores the field; ours reads the bans back, and the peers as before.
+    let (peers, _) = parse(&bytes).unwrap();
+    assert_eq!(peers.len(), 1);
+    let bans = super::format::parse_bans(&bytes);
+    assert_eq!(bans.get(&q), Some(&until));
+    assert!(super::format::parse_bans(go_file(p).as_bytes()).is_empty());
+    // A ban that does not parse is dropped, not the file.
+    let bad = text.replace(&q.to_string(), "not-a-peer");
+    assert!(super::format::parse_bans(bad.as_bytes()).is_empty());
+    assert!(book.unban(&q));
+    assert!(!book.to_bytes().windows(6).any(|w| w == b"\"bans\""));
+}

@@ -78,6 +78,9 @@ pub enum ConfigError {
     /// The built-in handshake prepares no stream.
     #[error("the built-in handshake names no stream to prepare")]
     NoHandshakeStreams,
+    /// The scoring model is inconsistent.
+    #[error("scoring: {0}")]
+    Scoring(&'static str),
     /// A persistent peer cannot be kept connected as given.
     #[error("persistent peer {peer}: {reason}")]
     PersistentPeer {
@@ -161,6 +164,7 @@ pub struct Config {
     pub(crate) rejection_cooldown: Duration,
     pub(crate) persistent_peers: Vec<(libp2p::PeerId, Vec<Multiaddr>)>,
     pub(crate) persistent_max_delay: Duration,
+    pub(crate) scoring: crate::scoring::Config,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -227,6 +231,7 @@ impl std::fmt::Debug for Config {
             .field("rejection_cooldown", &self.rejection_cooldown)
             .field("persistent_peers", &self.persistent_peers)
             .field("persistent_max_delay", &self.persistent_max_delay)
+            .field("scoring", &self.scoring)
             .finish_non_exhaustive()
     }
 }
@@ -307,6 +312,7 @@ impl Config {
             rejection_cooldown: defaults::REJECTION_COOLDOWN,
             persistent_peers: Vec::new(),
             persistent_max_delay: defaults::PERSISTENT_MAX_DELAY,
+            scoring: crate::scoring::Config::default(),
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }

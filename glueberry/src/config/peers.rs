@@ -57,6 +57,14 @@ impl Config {
             .fold(self, |c, (peer, addrs)| c.with_persistent_peer(peer, addrs))
     }
 
+    /// The peer-scoring model: penalties by severity, decay, the disconnect and ban thresholds,
+    /// the ban's length (docs/scoring.md). `Node::new` checks it (`ConfigError::Scoring`).
+    #[must_use]
+    pub fn with_scoring(mut self, scoring: crate::scoring::Config) -> Self {
+        self.scoring = scoring;
+        self
+    }
+
     /// Longest delay between two reconnection attempts to a persistent peer (before ±10 %
     /// jitter; never above `reconnect_max_delay`). Must not be zero. Default 30 s.
     #[must_use]

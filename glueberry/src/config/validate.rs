@@ -102,6 +102,7 @@ impl Config {
         }
         self.validate_handshake()?;
         self.validate_persistent_peers()?;
+        self.validate_scoring()?;
         self.validate_budgets()
     }
 
@@ -127,6 +128,21 @@ impl Config {
             if other {
                 return wrong("an address ends in /p2p/ of another peer");
             }
+        }
+        Ok(())
+    }
+
+    fn validate_scoring(&self) -> Result<(), ConfigError> {
+        let s = &self.scoring;
+        let wrong = |what| Err(ConfigError::Scoring(what));
+        if s.penalties.iter().any(|p| !p.is_finite() || *p < 0.0) {
+            return wrong("penalties must be finite and not negative");
+        }
+        if s.half_life.is_zero() || s.ban_duration.is_zero() {
+            return wrong("half_life and ban_duration must not be zero");
+        }
+        if !(s.disconnect_below < 0.0 && s.ban_below <= s.disconnect_below) {
+            return wrong("need ban_below <= disconnect_below < 0");
         }
         Ok(())
     }

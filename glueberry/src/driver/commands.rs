@@ -95,6 +95,17 @@ impl Driver {
                 self.on_rejected(peer, reason);
                 let _ = reply.send(Ok(()));
             }
+            Command::Report {
+                peer,
+                severity,
+                reply,
+            } => {
+                let _ = reply.send(Ok(self.on_verdict(peer, severity)));
+            }
+            Command::Score { peer, reply } => {
+                let now = std::time::Instant::now();
+                let _ = reply.send(Ok(self.scores.score(&peer, now)));
+            }
             Command::Disconnect { peer, reply } => {
                 let r = if self.peers.contains_key(&peer) {
                     self.apply(peer, Input::DisconnectRequested)
@@ -228,6 +239,11 @@ impl Driver {
 
     /// Dials `peer` unless it is connected; `reply` gets the outcome.
     fn connect(&mut self, peer: PeerId, reply: Reply<()>) {
+        if let Some(until) = self.banned_until(&peer) {
+            self.dial_once.remove(&peer);
+            let _ = reply.send(Err(Error::Banned { peer, until }));
+            return;
+        }
         let p = self.peer(peer);
         match p.machine.state() {
             State::Connected | State::Established => {

@@ -81,6 +81,9 @@ impl Driver {
             AdmissionCause::Rejected => {
                 metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "rejected").increment(1);
             }
+            AdmissionCause::Banned => {
+                metrics::counter!(m::CONNECTIONS_EVICTED, "cause" => "banned").increment(1);
+            }
             _ => {
                 metrics::counter!(m::CONNECTIONS_REFUSED, "limit" => cause.label()).increment(1);
             }
@@ -129,6 +132,7 @@ impl Driver {
     /// A peer reached `max_faults` (a stream reader said so): it is disconnected and kept out
     /// for `fault_cooldown`; counted and reported as an admission.
     pub(super) fn on_faulty(&mut self, peer: PeerId) {
+        self.on_verdict(peer, crate::scoring::Severity::High);
         // A peer already gone gets a machine for its cooldown (it keeps it out).
         self.peer(peer);
         let _ = self.apply(peer, Input::Faulted);
@@ -143,6 +147,12 @@ impl Driver {
     /// The application rejected a peer: it is disconnected and kept out for
     /// `rejection_cooldown`; counted and reported as an admission.
     pub(super) fn on_rejected(&mut self, peer: PeerId, reason: String) {
+        self.keep_out(peer, reason);
+        self.on_verdict(peer, crate::scoring::Severity::Medium);
+    }
+
+    /// Disconnects `peer` and keeps it out for `rejection_cooldown`; counted as a rejection.
+    pub(super) fn keep_out(&mut self, peer: PeerId, reason: String) {
         let machine = &self.peer(peer).machine;
         if machine.state() == State::Cooldown || machine.is_blacklisted() {
             return; // kept out already: that cooldown (or the blacklist) stands

@@ -72,4 +72,13 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: Reply<()>,
     },
+    Report {
+        peer: PeerId,
+        severity: crate::scoring::Severity,
+        reply: Reply<f64>,
+    },
+    Score {
+        peer: PeerId,
+        reply: Reply<f64>,
+    },
 }

@@ -34,6 +34,7 @@ mod conns;
 mod guard;
 mod ingress;
 mod peers;
+mod scores;
 mod streams;
 mod swarm;
 
@@ -122,6 +123,11 @@ pub(crate) struct Driver {
     switches: sever::Switches,
     /// One admission report per cause per second.
     throttle: Throttle<AdmissionCause>,
+    /// Peer scores (docs/scoring.md).
+    scores: crate::scoring::Scores,
+    /// Ends of timed bans.
+    bans: DelayQueue<PeerId>,
+    ban_keys: HashMap<PeerId, delay_queue::Key>,
 }
 
 impl Driver {
@@ -135,6 +141,7 @@ impl Driver {
         persist: watch::Sender<Snapshot>,
     ) -> Self {
         let params = shared.config.machine_params();
+        let shared_scoring = shared.config.scoring.clone();
         let liveness = Liveness::new(shared.config.ping_interval, shared.config.ping_timeout);
         let Built {
             swarm,
@@ -169,6 +176,9 @@ impl Driver {
             pending_evicted: 0,
             switches,
             throttle: Throttle::new(std::time::Duration::from_secs(1)),
+            scores: crate::scoring::Scores::new(shared_scoring),
+            bans: DelayQueue::new(),
+            ban_keys: HashMap::new(),
         };
         // The book's peers: dialable, or blacklisted (refused in both directions).
         let entries: Vec<(PeerId, bool)> = driver
@@ -184,6 +194,7 @@ impl Driver {
                 let _ = driver.apply(peer, Input::Blacklisted);
             }
         }
+        driver.load_bans();
         driver
     }
 
@@ -232,6 +243,7 @@ impl Driver {
                 Some(open) = self.opens.recv() => self.on_open(open),
                 Some(peer) = self.faulty.recv() => self.on_faulty(peer),
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
+                Some(ended) = self.bans.next() => self.unban(ended.into_inner()),
                 _ = &mut live_timer, if armed.is_some() => {
                     armed = None;
                     self.on_liveness_timeout();
@@ -260,6 +272,10 @@ impl Driver {
     fn on_timer(&mut self, (peer, timer): (PeerId, Timer)) {
         self.timer_keys.remove(&(peer, timer));
         let _ = self.apply(peer, Input::TimerFired(timer));
+        if timer == Timer::Handshake && self.state(&peer) == State::Cooldown {
+            // A failed handshake counts against the peer (docs/scoring.md).
+            self.on_verdict(peer, crate::scoring::Severity::Medium);
+        }
     }
 
     /// Hands batched book changes to the writer, and reports admission refusals held back.

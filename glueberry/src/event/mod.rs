@@ -99,11 +99,14 @@ pub enum AdmissionCause {
     /// The application rejected a peer (the built-in handshake's check, or
     /// `Node::reject_peer`): it was disconnected and is kept out for `rejection_cooldown`.
     Rejected,
+    /// A peer's score fell to the ban threshold: it was disconnected and is banned for
+    /// `scoring::Config::ban_duration` (docs/scoring.md).
+    Banned,
 }
 
 impl AdmissionCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [AdmissionCause; 8] = [
+    pub const ALL: [AdmissionCause; 9] = [
         AdmissionCause::PendingEvicted,
         AdmissionCause::PerIp,
         AdmissionCause::StrangerEvicted,
@@ -112,6 +115,7 @@ impl AdmissionCause {
         AdmissionCause::Superseded,
         AdmissionCause::Faults,
         AdmissionCause::Rejected,
+        AdmissionCause::Banned,
     ];
 
     /// The cause as a metric label (`pending_evicted`, `per_ip`, ...).
@@ -125,6 +129,7 @@ impl AdmissionCause {
             AdmissionCause::Superseded => "superseded",
             AdmissionCause::Faults => "faults",
             AdmissionCause::Rejected => "rejected",
+            AdmissionCause::Banned => "banned",
         }
     }
 }

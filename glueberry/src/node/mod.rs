@@ -32,6 +32,7 @@ mod book;
 mod handshake;
 mod observe;
 mod receive;
+mod scores;
 mod send;
 
 pub use send::Recipients;

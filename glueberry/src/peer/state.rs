@@ -87,6 +87,12 @@ pub enum DisconnectReason {
     /// The application rejected the peer (the built-in handshake's check, or
     /// `Node::reject_peer`), with its reason: it is kept out for `rejection_cooldown`.
     Rejected(String),
+    /// The peer's score fell to the ban threshold (docs/scoring.md): it is refused both ways
+    /// until `until`.
+    Banned {
+        /// When the ban ends.
+        until: std::time::SystemTime,
+    },
 }
 
 impl fmt::Display for DisconnectReason {
@@ -106,6 +112,12 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Shutdown => f.write_str("node shutting down"),
             DisconnectReason::Faults => f.write_str("too many bad frames"),
             DisconnectReason::Rejected(r) => write!(f, "rejected: {r}"),
+            DisconnectReason::Banned { until } => {
+                let left = until
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                write!(f, "banned for {}s more", left.as_secs())
+            }
         }
     }
 }
@@ -159,6 +171,9 @@ pub enum Input {
     Faulted,
     /// The application rejected the peer: close it and refuse it for the rejection cooldown.
     Rejected(String),
+    /// The peer is banned until the given time: like a blacklisting, with that reason; it ends
+    /// with [`Input::Unblacklisted`].
+    Banned(std::time::SystemTime),
 }
 
 /// What the driver must do.
@@ -542,7 +557,11 @@ impl Machine {
                     }
                 }
             }
-            Input::Blacklisted => {
+            Input::Blacklisted | Input::Banned(_) => {
+                let reason = match input {
+                    Input::Banned(until) => DisconnectReason::Banned { until },
+                    _ => DisconnectReason::Blacklisted,
+                };
                 self.blacklisted = true;
                 if self.state != State::Disconnected {
                     if matches!(
@@ -552,7 +571,7 @@ impl Machine {
                         out.push(Output::Close);
                     }
                     let change = Change {
-                        reason: Some(DisconnectReason::Blacklisted),
+                        reason: Some(reason),
                         ..Self::change(State::Disconnected)
                     };
                     self.enter(change, None, now, &mut out);

@@ -84,6 +84,8 @@ pub struct AdmissionStats {
     pub faults: u64,
     /// Peers the application rejected, disconnected and kept out for `rejection_cooldown`.
     pub rejected: u64,
+    /// Peers banned for their score (docs/scoring.md), at the ban or at start from the book.
+    pub banned: u64,
 }
 
 impl AdmissionStats {
@@ -99,6 +101,7 @@ impl AdmissionStats {
             C::Superseded => self.superseded,
             C::Faults => self.faults,
             C::Rejected => self.rejected,
+            C::Banned => self.banned,
         }
     }
 
@@ -113,6 +116,7 @@ impl AdmissionStats {
             C::Superseded => &mut self.superseded,
             C::Faults => &mut self.faults,
             C::Rejected => &mut self.rejected,
+            C::Banned => &mut self.banned,
         }
     }
 }

@@ -320,6 +320,7 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::Shutdown),
         Just(Input::Faulted),
         Just(Input::Rejected("wrong chain".into())),
+        Just(Input::Banned(std::time::SystemTime::UNIX_EPOCH)),
     ]
 }
 
@@ -494,4 +495,27 @@ fn a_rejected_peer_is_kept_out_for_the_rejection_cooldown() {
         )
         .unwrap();
     assert_eq!(states(&out), [State::Reconnecting]);
+}
+
+#[test]
+fn a_ban_disconnects_and_refuses_until_lifted() {
+    let t0 = Instant::now();
+    let until = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(99);
+    let mut m = machine(true);
+    m.handle(Input::ConnectionEstablished { outbound: true }, t0)
+        .unwrap();
+    let out = m.handle(Input::Banned(until), t0).unwrap();
+    assert!(out.contains(&Output::Close));
+    assert_eq!(
+        out.last(),
+        Some(&Output::Emit(Change {
+            state: State::Disconnected,
+            reason: Some(DisconnectReason::Banned { until }),
+            attempt: None,
+            delay: None,
+        }))
+    );
+    assert!(m.handle(Input::DialRequested, t0).is_err());
+    m.handle(Input::Unblacklisted, t0).unwrap();
+    assert!(m.handle(Input::DialRequested, t0).is_ok());
 }
