@@ -51,6 +51,7 @@ pub mod message;
 mod node;
 mod peer;
 mod persist;
+pub mod quota;
 pub mod scoring;
 mod ser;
 mod shared;

@@ -30,6 +30,15 @@ pub(crate) struct OpenStream {
     pub(crate) reply: crate::behaviour::streams::OpenReply,
 }
 
+/// What a stream reader tells the driver about a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misbehaviour {
+    /// It reached `max_faults`: disconnect it for `fault_cooldown`.
+    Faults,
+    /// It stayed over a rate quota for `quota::PENALTY_AFTER`: a `Low` verdict.
+    OverQuota,
+}
+
 /// What every task of one node can reach. Each field has one writer, named in its doc.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -51,7 +60,7 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<crate::faults::Faults>,
     /// Peers that reached `max_faults`, to the driver (which disconnects them and keeps them
     /// out for `fault_cooldown`).
-    pub(crate) faulty: tokio::sync::mpsc::Sender<PeerId>,
+    pub(crate) faulty: tokio::sync::mpsc::Sender<(PeerId, Misbehaviour)>,
     /// Event fan-out to subscriptions, through the forwarder task.
     pub(crate) events: Hub,
     /// Per-peer statistics: connection fields written by the driver, counters by the stream

@@ -22,6 +22,8 @@ pub const HANDSHAKE_RESULTS: &str = "glueberry_handshake_results_total";
 pub const HANDSHAKE_DURATION: &str = "glueberry_handshake_duration_seconds";
 /// Counter `glueberry_messages_sent_total`: Messages queued for sending, by stream.
 pub const MESSAGES_SENT: &str = "glueberry_messages_sent_total";
+/// Counter `glueberry_quota_waits_total`: Times reading a peer's stream paused for its rate quota, by stream.
+pub const QUOTA_WAITS: &str = "glueberry_quota_waits_total";
 /// Counter `glueberry_peers_banned_total`: Peers banned for their score (docs/scoring.md).
 pub const PEERS_BANNED: &str = "glueberry_peers_banned_total";
 /// Counter `glueberry_messages_written_total`: Messages written to the transport (each once), by stream.
@@ -118,6 +120,10 @@ pub fn describe() {
         "Time from Connected to Established."
     );
     describe_counter!(MESSAGES_SENT, "Messages queued for sending, by stream.");
+    describe_counter!(
+        QUOTA_WAITS,
+        "Times reading a peer's stream paused for its rate quota, by stream."
+    );
     describe_counter!(
         PEERS_BANNED,
         "Peers banned for their score (docs/scoring.md)."

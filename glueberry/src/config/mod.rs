@@ -165,6 +165,7 @@ pub struct Config {
     pub(crate) persistent_peers: Vec<(libp2p::PeerId, Vec<Multiaddr>)>,
     pub(crate) persistent_max_delay: Duration,
     pub(crate) scoring: crate::scoring::Config,
+    pub(crate) stream_quotas: std::collections::HashMap<String, crate::quota::Quota>,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -232,6 +233,7 @@ impl std::fmt::Debug for Config {
             .field("persistent_peers", &self.persistent_peers)
             .field("persistent_max_delay", &self.persistent_max_delay)
             .field("scoring", &self.scoring)
+            .field("stream_quotas", &self.stream_quotas)
             .finish_non_exhaustive()
     }
 }
@@ -313,6 +315,7 @@ impl Config {
             persistent_peers: Vec::new(),
             persistent_max_delay: defaults::PERSISTENT_MAX_DELAY,
             scoring: crate::scoring::Config::default(),
+            stream_quotas: Default::default(),
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }

@@ -57,6 +57,21 @@ impl Config {
             .fold(self, |c, (peer, addrs)| c.with_persistent_peer(peer, addrs))
     }
 
+    /// A rate quota on what each peer may send on stream `name` (docs/scoring.md, "Quotas"):
+    /// messages and plaintext bytes per second, one second's worth at once. A peer over it is
+    /// slowed to it (its stream is not read until it is back within; the muxer pushes back, so
+    /// nothing is dropped), counted in `StreamStats::quota_waits`, and loses score (a `Low`
+    /// verdict) for every 10 s it stays over. No quota by default. `"handshake"` works too.
+    #[must_use]
+    pub fn with_stream_quota(
+        mut self,
+        name: impl Into<String>,
+        quota: crate::quota::Quota,
+    ) -> Self {
+        self.stream_quotas.insert(name.into(), quota);
+        self
+    }
+
     /// The peer-scoring model: penalties by severity, decay, the disconnect and ban thresholds,
     /// the ban's length (docs/scoring.md). `Node::new` checks it (`ConfigError::Scoring`).
     #[must_use]

@@ -103,6 +103,11 @@ impl Config {
         self.validate_handshake()?;
         self.validate_persistent_peers()?;
         self.validate_scoring()?;
+        for q in self.stream_quotas.values() {
+            if q.messages_per_sec == Some(0) || q.bytes_per_sec == Some(0) {
+                return Err(ConfigError::Zero("a stream quota"));
+            }
+        }
         self.validate_budgets()
     }
 

@@ -83,7 +83,7 @@ pub(crate) struct Driver {
     commands: mpsc::Receiver<Command>,
     opens: mpsc::Receiver<OpenStream>,
     /// Peers that reached `max_faults`.
-    faulty: mpsc::Receiver<PeerId>,
+    faulty: mpsc::Receiver<(PeerId, crate::shared::Misbehaviour)>,
     params: Params,
     peers: HashMap<PeerId, Peer>,
     timers: DelayQueue<(PeerId, Timer)>,
@@ -136,7 +136,7 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         opens: mpsc::Receiver<OpenStream>,
-        faulty: mpsc::Receiver<PeerId>,
+        faulty: mpsc::Receiver<(PeerId, crate::shared::Misbehaviour)>,
         book: Book,
         persist: watch::Sender<Snapshot>,
     ) -> Self {
@@ -241,7 +241,12 @@ impl Driver {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(open) = self.opens.recv() => self.on_open(open),
-                Some(peer) = self.faulty.recv() => self.on_faulty(peer),
+                Some((peer, what)) = self.faulty.recv() => match what {
+                    crate::shared::Misbehaviour::Faults => self.on_faulty(peer),
+                    crate::shared::Misbehaviour::OverQuota => {
+                        self.on_verdict(peer, crate::scoring::Severity::Low);
+                    }
+                },
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
                 Some(ended) = self.bans.next() => self.unban(ended.into_inner()),
                 _ = &mut live_timer, if armed.is_some() => {

@@ -146,6 +146,9 @@ pub struct StreamStats {
     pub last_received_at: Option<SystemTime>,
     /// Sends that had to wait for the flow-control gate (the queue was at its high watermark).
     pub backpressure_waits: u64,
+    /// Times reading this peer's stream paused because it was over the stream's rate quota
+    /// (`Config::with_stream_quota`).
+    pub quota_waits: u64,
     /// What was not delivered, by cause.
     pub dropped: Dropped,
     /// Streams of this name opened (by either side) and closed.

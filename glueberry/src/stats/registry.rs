@@ -307,6 +307,7 @@ impl PeerEntry {
 /// Metric handles of one (peer, stream), resolved once (the label is the stream name only).
 #[derive(Debug)]
 struct StreamMetrics {
+    quota_waits: metrics::Counter,
     sent: metrics::Counter,
     written: metrics::Counter,
     bytes_sent: metrics::Counter,
@@ -323,6 +324,7 @@ impl StreamMetrics {
     fn new(name: &str) -> Self {
         let label = || [("stream", name.to_owned())];
         Self {
+            quota_waits: metrics::counter!(m::QUOTA_WAITS, &label()),
             sent: metrics::counter!(m::MESSAGES_SENT, &label()),
             written: metrics::counter!(m::MESSAGES_WRITTEN, &label()),
             bytes_sent: metrics::counter!(m::BYTES_SENT, &label()),
@@ -349,6 +351,7 @@ pub(crate) struct StreamCounters {
     last_sent: AtomicU64,
     last_received: AtomicU64,
     backpressure_waits: AtomicU64,
+    quota_waits: AtomicU64,
     written: AtomicU64,
     stream_closed: AtomicU64,
     reset_after_write: AtomicU64,
@@ -383,6 +386,7 @@ impl StreamCounters {
             last_sent: AtomicU64::new(0),
             last_received: AtomicU64::new(0),
             backpressure_waits: AtomicU64::new(0),
+            quota_waits: AtomicU64::new(0),
             written: AtomicU64::new(0),
             stream_closed: AtomicU64::new(0),
             reset_after_write: AtomicU64::new(0),
@@ -444,6 +448,12 @@ impl StreamCounters {
             self.stream_closed.fetch_add(n, Relaxed);
             metrics::counter!(m::MESSAGES_DROPPED, "cause" => "stream_closed").increment(n);
         }
+    }
+
+    /// Reading paused for the stream's rate quota.
+    pub(crate) fn quota_wait(&self) {
+        self.quota_waits.fetch_add(1, Relaxed);
+        self.metrics.quota_waits.increment(1);
     }
 
     /// `n` messages were written to the transport for the first time.
@@ -527,6 +537,7 @@ impl StreamCounters {
             last_sent_at: time(self.last_sent.load(Relaxed)),
             last_received_at: time(self.last_received.load(Relaxed)),
             backpressure_waits: self.backpressure_waits.load(Relaxed),
+            quota_waits: self.quota_waits.load(Relaxed),
             messages_written: self.written.load(Relaxed),
             dropped: Dropped {
                 stream_closed: self.stream_closed.load(Relaxed),

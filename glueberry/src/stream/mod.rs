@@ -137,6 +137,8 @@ struct Session {
     stash: HashMap<Arc<str>, VecDeque<Outgoing>>,
     /// The peer says (identify) it is glueberry-rs, which never resets a stream it is sent.
     never_resets: bool,
+    /// Rate quotas, per name with one (shared by the name's streams).
+    quotas: HashMap<Arc<str>, Arc<Mutex<crate::quota::Bucket>>>,
 }
 
 /// What a sender needs to reach the writer of a (peer, name).
@@ -174,6 +176,7 @@ impl Sessions {
             spares: HashMap::new(),
             stash: HashMap::new(),
             never_resets: false,
+            quotas: HashMap::new(),
         });
     }
 
@@ -190,6 +193,25 @@ impl Sessions {
                 }
             }
         }
+    }
+
+    /// The quota bucket of (peer, name) in session `session`, made on first use.
+    pub(crate) fn quota(
+        &self,
+        peer: &PeerId,
+        session: u64,
+        name: &Arc<str>,
+        quota: crate::quota::Quota,
+    ) -> Option<Arc<Mutex<crate::quota::Bucket>>> {
+        let mut map = lock(&self.inner);
+        let s = map.get_mut(peer).filter(|s| s.id == session)?;
+        let bucket = s.quotas.entry(name.clone()).or_insert_with(|| {
+            Arc::new(Mutex::new(crate::quota::Bucket::new(
+                quota,
+                std::time::Instant::now(),
+            )))
+        });
+        Some(bucket.clone())
     }
 
     /// `peer` is a glueberry-rs node (it never resets a stream it is sent).

@@ -76,7 +76,24 @@ pub(super) async fn run(
     // Messages decoded from what has already arrived, handed to the queue together: the
     // consumer is woken once for them, not once per message.
     let mut batch: Vec<(IncomingMessage, usize)> = Vec::new();
+    // The rate quota of (peer, name), if the stream has one (shared by its streams).
+    let bucket = shared
+        .config
+        .stream_quotas
+        .get(&*name)
+        .and_then(|q| shared.sessions.quota(&peer, ids.session, &name, *q));
     let end = loop {
+        if let Some(bucket) = &bucket
+            && let Some(at) = over_quota(&shared, peer, bucket, &stats)
+        {
+            // Over the quota: not read until back within it (the muxer pushes back).
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => break End::Cancelled,
+                _ = tokio::time::sleep_until(at.into()) => {}
+            }
+        }
+        let (mut taken, mut taken_bytes) = (0u32, 0u64);
         let mut item = tokio::select! {
             biased;
             _ = &mut cancelled => break End::Cancelled,
@@ -131,6 +148,8 @@ pub(super) async fn run(
                         }
                     }
                     credits -= 1;
+                    taken += 1;
+                    taken_bytes += data.len() as u64;
                     let charge = consumed + MESSAGE_OVERHEAD;
                     let msg = IncomingMessage {
                         peer,
@@ -160,6 +179,9 @@ pub(super) async fn run(
                 Some(next) => item = next,
                 None => break,
             }
+        }
+        if let Some(bucket) = &bucket {
+            crate::shared::lock(bucket).take(taken, taken_bytes, std::time::Instant::now());
         }
         let delivered = deliver(&shared, peer, class, &mut batch, &stats);
         // A large frame leaves the read buffer large, and its allocation alive as long as the
@@ -205,6 +227,30 @@ pub(super) async fn run(
         shared.sessions.invalidate(&peer, &name, &slot);
     }
     shared.sessions.reader_ended(&peer, &name, ids.session);
+}
+
+/// When reading may go on, if `peer` is over the stream's quota now: counted, and a `Low`
+/// verdict for every `quota::PENALTY_AFTER` it stays over.
+fn over_quota(
+    shared: &Shared,
+    peer: PeerId,
+    bucket: &std::sync::Mutex<crate::quota::Bucket>,
+    stats: &StreamCounters,
+) -> Option<std::time::Instant> {
+    let now = std::time::Instant::now();
+    let (at, penalty) = {
+        let mut b = crate::shared::lock(bucket);
+        let at = b.ready_at(now)?;
+        (at, b.penalty_due(now))
+    };
+    stats.quota_wait();
+    if penalty {
+        tracing::info!(%peer, "peer stays over its rate quota: score lowered");
+        let _ = shared
+            .faulty
+            .try_send((peer, crate::shared::Misbehaviour::OverQuota));
+    }
+    Some(at)
 }
 
 /// Messages decoded at most in one go before they are handed to the queue.
@@ -350,7 +396,12 @@ fn fault(shared: &Shared, peer: PeerId, stream: &str, error: String, reset: bool
             at: SystemTime::now(),
         }));
     }
-    if verdict.punish && shared.faulty.try_send(peer).is_err() {
+    if verdict.punish
+        && shared
+            .faulty
+            .try_send((peer, crate::shared::Misbehaviour::Faults))
+            .is_err()
+    {
         tracing::debug!(%peer, "the driver's fault queue is full: the next fault retries");
         crate::shared::lock(&shared.faults).retry(&peer);
     }

@@ -1,0 +1,205 @@
+//! Rate quotas, sans-IO: a token bucket per (peer, stream name) for messages and bytes
+//! (docs/scoring.md, "Quotas"). A reader takes what it delivered; while the bucket is in debt
+//! it stops reading until the debt is repaid, so a peer over its quota is slowed to it through
+//! the muxer's flow control, and nothing is dropped.
+
+use std::time::{Duration, Instant};
+
+/// A rate limit on what one peer may send on one stream name. Either limit may be left out.
+/// A peer may send one second's worth at once (the burst), then at the rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    /// Messages per second; `None` is unlimited.
+    pub messages_per_sec: Option<u32>,
+    /// Plaintext bytes per second; `None` is unlimited.
+    pub bytes_per_sec: Option<u64>,
+}
+
+impl Quota {
+    /// At most `n` messages per second.
+    pub fn messages(n: u32) -> Self {
+        Self {
+            messages_per_sec: Some(n),
+            ..Self::default()
+        }
+    }
+
+    /// At most `n` plaintext bytes per second.
+    pub fn bytes(n: u64) -> Self {
+        Self {
+            bytes_per_sec: Some(n),
+            ..Self::default()
+        }
+    }
+
+    /// This quota, and at most `n` messages per second.
+    #[must_use]
+    pub fn and_messages(mut self, n: u32) -> Self {
+        self.messages_per_sec = Some(n);
+        self
+    }
+
+    /// This quota, and at most `n` bytes per second.
+    #[must_use]
+    pub fn and_bytes(mut self, n: u64) -> Self {
+        self.bytes_per_sec = Some(n);
+        self
+    }
+}
+
+/// How long a peer may stay over its quota, continuously, before it loses score for it
+/// (a `Low` verdict, then one per such period while it keeps at it).
+pub(crate) const PENALTY_AFTER: Duration = Duration::from_secs(10);
+
+/// One token bucket per limit: levels in messages and bytes, full at one second's worth.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    quota: Quota,
+    messages: f64,
+    bytes: f64,
+    at: Instant,
+    /// Since when the peer has been kept waiting without a break.
+    over_since: Option<Instant>,
+}
+
+impl Bucket {
+    pub(crate) fn new(quota: Quota, now: Instant) -> Self {
+        Self {
+            quota,
+            messages: quota.messages_per_sec.map_or(0.0, f64::from),
+            bytes: quota.bytes_per_sec.map_or(0.0, |b| b as f64),
+            at: now,
+            over_since: None,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = self.at.max(now);
+        if let Some(rate) = self.quota.messages_per_sec {
+            let rate = f64::from(rate);
+            self.messages = (self.messages + rate * dt).min(rate);
+        }
+        if let Some(rate) = self.quota.bytes_per_sec {
+            let rate = rate as f64;
+            self.bytes = (self.bytes + rate * dt).min(rate);
+        }
+    }
+
+    /// `messages` messages of `bytes` bytes in all were read at `now`. The levels may go
+    /// below zero: the reader then waits ([`ready_at`](Self::ready_at)).
+    pub(crate) fn take(&mut self, messages: u32, bytes: u64, now: Instant) {
+        self.refill(now);
+        if self.quota.messages_per_sec.is_some() {
+            self.messages -= f64::from(messages);
+        }
+        if self.quota.bytes_per_sec.is_some() {
+            self.bytes -= bytes as f64;
+        }
+    }
+
+    /// When the reader may read again: `None` now, or the time the debt is repaid.
+    pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        let wait = |level: f64, rate: Option<f64>| match rate {
+            Some(rate) if level < 0.0 => Duration::from_secs_f64(-level / rate),
+            _ => Duration::ZERO,
+        };
+        let longest = wait(self.messages, self.quota.messages_per_sec.map(f64::from))
+            .max(wait(self.bytes, self.quota.bytes_per_sec.map(|b| b as f64)));
+        if longest.is_zero() {
+            self.over_since = None;
+            None
+        } else {
+            self.over_since.get_or_insert(now);
+            Some(now + longest)
+        }
+    }
+
+    /// Whether the peer has been over its quota for [`PENALTY_AFTER`] without a break; if so,
+    /// the period starts again (one penalty per period).
+    pub(crate) fn penalty_due(&mut self, now: Instant) -> bool {
+        match self.over_since {
+            Some(since) if now.saturating_duration_since(since) >= PENALTY_AFTER => {
+                self.over_since = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_burst_of_one_second_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Quota::messages(100), t0);
+        b.take(100, 0, t0);
+        assert_eq!(b.ready_at(t0), None, "the burst");
+        b.take(50, 0, t0);
+        assert_eq!(b.ready_at(t0), Some(t0 + Duration::from_millis(500)));
+        assert_eq!(b.ready_at(t0 + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn bytes_and_messages_both_bind() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Quota::messages(1000).and_bytes(1000), t0);
+        b.take(1, 3000, t0);
+        assert_eq!(b.ready_at(t0), Some(t0 + Duration::from_secs(2)));
+        let mut unlimited = Bucket::new(Quota::default(), t0);
+        unlimited.take(1_000_000, u64::MAX / 2, t0);
+        assert_eq!(unlimited.ready_at(t0), None);
+    }
+
+    #[test]
+    fn staying_over_the_quota_costs_a_penalty_per_period() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Quota::messages(10), t0);
+        let mut now = t0;
+        let mut penalties = 0;
+        while now < t0 + Duration::from_secs(30) {
+            b.take(20, 0, now);
+            now = b.ready_at(now).unwrap_or(now);
+            penalties += usize::from(b.penalty_due(now));
+        }
+        // ~30 s over the quota: about one penalty per 10 s.
+        let over = now - t0;
+        assert!((2..=3).contains(&penalties), "{penalties} in {over:?}");
+        // Back under the quota: the period starts over.
+        assert_eq!(b.ready_at(now + Duration::from_secs(5)), None);
+        assert!(!b.penalty_due(now + Duration::from_secs(30)));
+    }
+
+    proptest! {
+        /// A reader that always waits when told reads at most one second's worth plus the
+        /// rate times the time elapsed (the quota holds, whatever the sizes and times).
+        #[test]
+        fn the_rate_holds(
+            rate in 1u32..10_000,
+            reads in proptest::collection::vec((1u32..500, 0u64..50), 1..200),
+        ) {
+            let t0 = Instant::now();
+            let mut b = Bucket::new(Quota::messages(rate), t0);
+            let mut now = t0;
+            let mut total = 0u64;
+            for (n, dt) in reads {
+                now += Duration::from_millis(dt);
+                if let Some(at) = b.ready_at(now) {
+                    now = at;
+                }
+                // Read before this batch: within burst + rate·t.
+                let allowed = f64::from(rate) * (1.0 + (now - t0).as_secs_f64());
+                // (Within a message: the times are rounded to nanoseconds.)
+                prop_assert!(total as f64 <= allowed + 1.0, "{} > {}", total, allowed);
+                b.take(n, 0, now);
+                total += u64::from(n);
+            }
+        }
+    }
+}

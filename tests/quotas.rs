@@ -1,0 +1,109 @@
+//! Rate quotas per (peer, stream) (docs/scoring.md, "Quotas"): a peer over its quota is slowed
+//! to it, its messages intact and in order, counted; one that stays over loses score.
+
+use std::time::{Duration, Instant};
+
+use glueberry::handshake;
+use glueberry::quota::Quota;
+use glueberry::{Config, Filter, Node, State};
+use glueberry_tests::*;
+
+fn hs() -> handshake::Config {
+    handshake::Config::new(b"c".to_vec(), ["votes", "blocks"])
+}
+
+async fn pair(receiver: Config) -> (Node, Node) {
+    let a = started(config(Transport::Tcp).with_handshake(hs())).await;
+    let b = started(receiver.with_handshake(hs())).await;
+    let mut eb = b.subscribe_filtered(Filter::all().states([State::Established]));
+    let to_b = b.listen_addrs()[0]
+        .clone()
+        .with(glueberry::multiaddr::Protocol::P2p(b.peer_id()));
+    a.dial(to_b).await.unwrap();
+    wait_state(&mut eb, a.peer_id(), State::Established).await;
+    let mut ea = a.subscribe_filtered(Filter::all().peers([b.peer_id()]));
+    if a.connection_state(&b.peer_id()) != State::Established {
+        wait_state(&mut ea, b.peer_id(), State::Established).await;
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_quota_is_slowed_to_it_with_nothing_lost() {
+    const N: u32 = 600;
+    let (a, b) =
+        pair(config(Transport::Tcp).with_stream_quota("votes", Quota::messages(200))).await;
+    let started = Instant::now();
+    let sender = tokio::spawn({
+        let (a, peer) = (a.clone(), b.peer_id());
+        async move {
+            for i in 0..N {
+                a.send(peer, "votes", i.to_be_bytes().to_vec())
+                    .await
+                    .unwrap();
+            }
+            // Another stream has no quota: it is not held up.
+            a.send(peer, "blocks", b"block".to_vec()).await.unwrap();
+        }
+    });
+    let votes = b.messages_for("votes");
+    for i in 0..N {
+        let m = within(votes.recv()).await.unwrap();
+        assert_eq!(m.data[..], i.to_be_bytes(), "in order, none lost");
+    }
+    let took = started.elapsed();
+    within(sender).await.unwrap();
+    let block = within(b.messages().recv()).await.unwrap();
+    assert_eq!(&block.data[..], b"block");
+    // One second's worth at once, the rest at 200 a second, less the last batch a reader
+    // decodes before it looks at the quota again (64): at least 1.68 s. A lower bound, which
+    // only a quota that does not hold can miss.
+    assert!(took >= Duration::from_millis(1680), "{took:?}");
+    let st = &b.peer_stats(&a.peer_id()).unwrap().streams["votes"];
+    assert!(st.quota_waits > 0, "{st:?}");
+    assert_eq!(st.messages_received, u64::from(N));
+    assert_eq!(
+        b.peer_stats(&a.peer_id()).unwrap().streams["blocks"].quota_waits,
+        0
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Over the quota for more than 10 s without a break: the peer's score goes down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stays_over_its_quota_loses_score() {
+    let (a, b) =
+        pair(config(Transport::Tcp).with_stream_quota("blocks", Quota::bytes(64 * 1024))).await;
+    let peer = b.peer_id();
+    let sender = tokio::spawn({
+        let a = a.clone();
+        async move {
+            // 12 s of sending at twice the quota.
+            for _ in 0..24 {
+                if a.send(peer, "blocks", vec![0u8; 64 * 1024]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let reader = tokio::spawn({
+        let m = b.messages();
+        async move { while m.recv().await.is_ok() {} }
+    });
+    let lowered = within(async {
+        loop {
+            let score = b.peer_score(a.peer_id()).await.unwrap();
+            if score < 0.0 {
+                return score;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(lowered <= -0.9, "{lowered}");
+    sender.abort();
+    a.shutdown().await;
+    b.shutdown().await;
+    let _ = reader.await;
+}
