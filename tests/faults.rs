@@ -12,7 +12,13 @@ use libp2p::StreamProtocol;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_keeps_faulting_is_reported_at_the_rate_limit_then_kept_out() {
     const MAX: u32 = 50;
-    let node = started(config(Transport::Tcp).with_max_faults(Some(MAX))).await;
+    // (Streams unlimited: the faults, not `max_new_streams`, are under test.)
+    let node = started(
+        config(Transport::Tcp)
+            .with_max_faults(Some(MAX))
+            .with_max_new_streams(None),
+    )
+    .await;
     let mut events = node.subscribe_events();
     let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
     raw.outcome().await.unwrap();

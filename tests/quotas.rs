@@ -107,3 +107,46 @@ async fn a_peer_that_stays_over_its_quota_loses_score() {
     b.shutdown().await;
     let _ = reader.await;
 }
+
+/// A peer that opens streams in a loop (opens, writes nothing, drops) is held to
+/// `max_new_streams`: the rest are refused at once and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_churn_is_held_to_max_new_streams() {
+    use futures::AsyncWriteExt as _;
+    let node = started(config(Transport::Tcp).with_max_new_streams(Some(20))).await;
+    let mut events = node.subscribe_events();
+    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    raw.outcome().await.unwrap();
+    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
+    let mut opened = 0;
+    for _ in 0..200 {
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            raw.control
+                .clone()
+                .open_stream(node.peer_id(), protocol.clone()),
+        )
+        .await
+        else {
+            break;
+        };
+        let _ = s.close().await;
+        opened += 1;
+    }
+    assert!(opened > 100, "{opened}");
+    let refused = within(async {
+        loop {
+            let r = node
+                .peer_stats(&raw.peer_id)
+                .map_or(0, |s| s.refused_streams);
+            if r >= 100 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(refused <= 200, "{refused}");
+    node.shutdown().await;
+}

@@ -131,3 +131,32 @@ async fn a_ban_survives_a_restart_of_the_node() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Taking a banned peer off the blacklist does not lift its ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unblacklisting_does_not_lift_a_ban() {
+    let (a, b) = pair(config(Transport::Tcp), config(Transport::Tcp)).await;
+    let peer = b.peer_id();
+    a.report(peer, Severity::Fatal).await.unwrap();
+    a.blacklist_peer(peer).await.unwrap();
+    a.unblacklist_peer(peer).await.unwrap();
+    assert!(matches!(a.connect(peer).await, Err(Error::Banned { .. })));
+    let to_a = a.listen_addrs()[0]
+        .clone()
+        .with(glueberry::multiaddr::Protocol::P2p(a.peer_id()));
+    let mut events = a.subscribe_filtered(Filter::all().peers([peer]));
+    let _ = b.dial(to_a).await;
+    let got_in = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(glueberry::Event::Connection(e)) = events.recv().await
+                && e.state == State::Established
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got_in.is_err(), "the ban was lifted");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -203,6 +203,7 @@ impl Error {
                 | Error::OpenStream { .. }
                 | Error::StreamClosed { .. }
                 | Error::NotWritten { .. }
+                | Error::Banned { .. }
                 | Error::NotConnected(_)
         )
     }

@@ -33,7 +33,7 @@ pub mod machines {
 
 /// The address-book file: parse, write, the locked store.
 pub mod book {
-    pub use crate::book::format::{Skipped, parse, write};
+    pub use crate::book::format::{Skipped, parse, parse_bans, write, write_with_bans};
     pub use crate::book::memory::Book;
     pub use crate::book::store::Store;
 }

@@ -45,8 +45,9 @@ struct FileRepr {
     #[serde(default)]
     peers: BTreeMap<String, EntryRepr>,
     /// Timed bans (glueberry-rs only; Go's reader ignores the field): peer → RFC 3339 end.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    bans: BTreeMap<String, String>,
+    /// Read leniently (`parse_bans`): a malformed field costs the bans, not the book.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    bans: serde_json::Value,
 }
 
 /// The timed bans recorded in a book file, peer → end: entries that do not parse are left out
@@ -55,12 +56,14 @@ pub fn parse_bans(bytes: &[u8]) -> BTreeMap<PeerId, OffsetDateTime> {
     let Ok(file) = serde_json::from_slice::<FileRepr>(bytes) else {
         return BTreeMap::new();
     };
-    file.bans
-        .iter()
+    let Some(bans) = file.bans.as_object() else {
+        return BTreeMap::new();
+    };
+    bans.iter()
         .filter_map(|(peer, until)| {
             Some((
                 peer.parse().ok()?,
-                OffsetDateTime::parse(until, &Rfc3339).ok()?,
+                OffsetDateTime::parse(until.as_str()?, &Rfc3339).ok()?,
             ))
         })
         .collect()
@@ -226,10 +229,14 @@ pub fn write_with_bans<'a>(
     let file = FileRepr {
         version: Some(VERSION),
         peers,
-        bans: bans
-            .iter()
-            .map(|(p, until)| (p.to_string(), format_time(Some(*until))))
-            .collect(),
+        bans: if bans.is_empty() {
+            serde_json::Value::Null
+        } else {
+            bans.iter()
+                .map(|(p, until)| (p.to_string(), format_time(Some(*until)).into()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        },
     };
     let mut out = serde_json::to_vec_pretty(&file).expect("plain data serializes");
     out.push(b'\n');

@@ -286,4 +286,10 @@ fn timed_bans_are_kept_in_the_file_beside_go_s_fields() {
     assert!(super::format::parse_bans(bad.as_bytes()).is_empty());
     assert!(book.unban(&q));
     assert!(!book.to_bytes().windows(6).any(|w| w == b"\"bans\""));
+    // A bans field of another shape costs the bans, not the book.
+    let odd = text
+        .replacen("\"bans\": {", "\"bans\": [{", 1)
+        .replacen("\n  }\n}", "\n  }]\n}", 1);
+    assert!(parse(odd.as_bytes()).is_ok(), "{odd}");
+    assert!(super::format::parse_bans(odd.as_bytes()).is_empty());
 }

@@ -94,3 +94,7 @@ pub const REJECTION_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// Longest delay between two reconnection attempts to a persistent peer (before ±10 % jitter).
 pub const PERSISTENT_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// Inbound streams one peer may open per second (one second's worth at once). A node opens one
+/// per stream name and connection; a peer that opens and drops streams in a loop is held to it.
+pub const MAX_NEW_STREAMS: u32 = 32;

@@ -166,6 +166,7 @@ pub struct Config {
     pub(crate) persistent_max_delay: Duration,
     pub(crate) scoring: crate::scoring::Config,
     pub(crate) stream_quotas: std::collections::HashMap<String, crate::quota::Quota>,
+    pub(crate) max_new_streams: Option<u32>,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -234,6 +235,7 @@ impl std::fmt::Debug for Config {
             .field("persistent_max_delay", &self.persistent_max_delay)
             .field("scoring", &self.scoring)
             .field("stream_quotas", &self.stream_quotas)
+            .field("max_new_streams", &self.max_new_streams)
             .finish_non_exhaustive()
     }
 }
@@ -316,6 +318,7 @@ impl Config {
             persistent_max_delay: defaults::PERSISTENT_MAX_DELAY,
             scoring: crate::scoring::Config::default(),
             stream_quotas: Default::default(),
+            max_new_streams: Some(defaults::MAX_NEW_STREAMS),
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }

@@ -162,3 +162,49 @@ fn the_built_in_handshake_and_persistent_peers_are_checked() {
         Err(ConfigError::Zero("persistent_max_delay"))
     );
 }
+
+#[test]
+fn the_scoring_model_is_checked() {
+    use crate::scoring;
+    let with = |s: scoring::Config| base().with_scoring(s).validate();
+    assert_eq!(with(scoring::Config::default()), Ok(()));
+    let d = scoring::Config::default;
+    for bad in [
+        scoring::Config {
+            penalties: [1.0, -1.0, 1.0],
+            ..d()
+        },
+        scoring::Config {
+            penalties: [f64::NAN, 1.0, 1.0],
+            ..d()
+        },
+        scoring::Config {
+            half_life: Duration::ZERO,
+            ..d()
+        },
+        scoring::Config {
+            ban_duration: scoring::MAX_BAN + Duration::from_secs(1),
+            ..d()
+        },
+        scoring::Config {
+            disconnect_below: 0.0,
+            ..d()
+        },
+        scoring::Config {
+            ban_below: -10.0,
+            ..d()
+        },
+    ] {
+        assert!(
+            matches!(with(bad.clone()), Err(ConfigError::Scoring(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        base()
+            .with_stream_quota("votes", crate::quota::Quota::messages(0))
+            .validate()
+            .is_err()
+    );
+    assert!(base().with_max_new_streams(Some(0)).validate().is_err());
+}

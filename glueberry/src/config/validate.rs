@@ -103,6 +103,9 @@ impl Config {
         self.validate_handshake()?;
         self.validate_persistent_peers()?;
         self.validate_scoring()?;
+        if self.max_new_streams == Some(0) {
+            return Err(ConfigError::Zero("max_new_streams"));
+        }
         for q in self.stream_quotas.values() {
             if q.messages_per_sec == Some(0) || q.bytes_per_sec == Some(0) {
                 return Err(ConfigError::Zero("a stream quota"));
@@ -145,6 +148,9 @@ impl Config {
         }
         if s.half_life.is_zero() || s.ban_duration.is_zero() {
             return wrong("half_life and ban_duration must not be zero");
+        }
+        if s.ban_duration > crate::scoring::MAX_BAN {
+            return wrong("ban_duration is longer than a year: blacklist the peer instead");
         }
         if !(s.disconnect_below < 0.0 && s.ban_below <= s.disconnect_below) {
             return wrong("need ban_below <= disconnect_below < 0");

@@ -137,16 +137,18 @@ impl Driver {
                 blacklisted,
                 reply,
             } => {
+                // A timed ban outlasts taking the peer off the blacklist.
+                let banned = self.banned_until(&peer).is_some();
                 let blocked = &mut self.swarm.behaviour_mut().blocked;
                 if blacklisted {
                     // Closes its connections at once and refuses new ones, both ways.
                     blocked.block_peer(peer);
-                } else {
+                } else if !banned {
                     blocked.unblock_peer(peer);
                 }
                 self.book
                     .set_blacklisted(peer, blacklisted, OffsetDateTime::now_utc());
-                if blacklisted || self.peers.contains_key(&peer) {
+                if blacklisted || (self.peers.contains_key(&peer) && !banned) {
                     let dialable = self.book.get(&peer).is_some();
                     let machine = &mut self.peer(peer).machine;
                     machine.set_dialable(dialable);

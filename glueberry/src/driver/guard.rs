@@ -132,7 +132,6 @@ impl Driver {
     /// A peer reached `max_faults` (a stream reader said so): it is disconnected and kept out
     /// for `fault_cooldown`; counted and reported as an admission.
     pub(super) fn on_faulty(&mut self, peer: PeerId) {
-        self.on_verdict(peer, crate::scoring::Severity::High);
         // A peer already gone gets a machine for its cooldown (it keeps it out).
         self.peer(peer);
         let _ = self.apply(peer, Input::Faulted);
@@ -142,6 +141,8 @@ impl Driver {
             peer: Some(peer),
             remote: None,
         });
+        // Then the score (a ban outlasts the cooldown; a disconnect finds it cooling down).
+        self.on_verdict(peer, crate::scoring::Severity::High);
     }
 
     /// The application rejected a peer: it is disconnected and kept out for

@@ -125,6 +125,8 @@ pub(crate) struct Driver {
     throttle: Throttle<AdmissionCause>,
     /// Peer scores (docs/scoring.md).
     scores: crate::scoring::Scores,
+    /// Inbound streams opened, per peer (`max_new_streams`).
+    new_streams: HashMap<PeerId, crate::quota::Bucket>,
     /// Ends of timed bans.
     bans: DelayQueue<PeerId>,
     ban_keys: HashMap<PeerId, delay_queue::Key>,
@@ -177,6 +179,7 @@ impl Driver {
             switches,
             throttle: Throttle::new(std::time::Duration::from_secs(1)),
             scores: crate::scoring::Scores::new(shared_scoring),
+            new_streams: HashMap::new(),
             bans: DelayQueue::new(),
             ban_keys: HashMap::new(),
         };
@@ -279,7 +282,7 @@ impl Driver {
         let _ = self.apply(peer, Input::TimerFired(timer));
         if timer == Timer::Handshake && self.state(&peer) == State::Cooldown {
             // A failed handshake counts against the peer (docs/scoring.md).
-            self.on_verdict(peer, crate::scoring::Severity::Medium);
+            self.on_verdict(peer, crate::scoring::Severity::Low);
         }
     }
 
@@ -347,6 +350,7 @@ impl Driver {
             self.peers.remove(&peer);
             self.learned.remove(&peer);
             self.dial_once.remove(&peer);
+            self.new_streams.remove(&peer);
             lock(&self.shared.states).remove(&peer);
         }
     }

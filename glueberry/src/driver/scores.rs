@@ -43,14 +43,16 @@ impl Driver {
     /// Bans `peer` until `until`: its connections close and it is refused both ways, also
     /// after a restart (the ban is in the address book) until it expires.
     pub(super) fn ban(&mut self, peer: PeerId, until: OffsetDateTime) {
+        // (A hand-edited book may say later: a year at most.)
+        let until = until.min(OffsetDateTime::now_utc() + crate::scoring::MAX_BAN);
         self.book.ban(peer, until);
         let until = self.book.bans()[&peer];
         self.save_book();
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.apply(peer, Input::Banned(SystemTime::from(until)));
-        let left = (until - OffsetDateTime::now_utc())
-            .try_into()
-            .unwrap_or(Duration::ZERO);
+        let left = Duration::try_from(until - OffsetDateTime::now_utc())
+            .unwrap_or(Duration::ZERO)
+            .min(crate::scoring::MAX_BAN);
         let at = tokio::time::Instant::now() + left;
         match self.ban_keys.get(&peer) {
             Some(key) => self.bans.reset_at(key, at),

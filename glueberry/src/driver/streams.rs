@@ -63,6 +63,15 @@ impl Driver {
         let Some(name) = self.accepting.get(&protocol).cloned() else {
             return;
         };
+        if !self.stream_allowed(peer) {
+            // Over `max_new_streams`: dropped, which resets it.
+            drop(s);
+            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
+            if let Some(e) = self.shared.stats.get(&peer) {
+                e.stream_refused();
+            }
+            return;
+        }
         tracing::trace!(%peer, %connection, stream = name, "inbound stream");
         let s = match stream::accept_inbound(&self.shared, peer, &name, s) {
             None => None,
@@ -86,6 +95,28 @@ impl Driver {
             self.swarm.behaviour_mut().admission.progressed(&peer);
             self.on_handshake_stream(peer, connection);
         }
+    }
+
+    /// Whether `peer` may open one more inbound stream now (`max_new_streams`); a peer that
+    /// stays over it loses score.
+    fn stream_allowed(&mut self, peer: PeerId) -> bool {
+        let Some(rate) = self.shared.config.max_new_streams else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        let bucket = self
+            .new_streams
+            .entry(peer)
+            .or_insert_with(|| crate::quota::Bucket::new(crate::quota::Quota::messages(rate), now));
+        if bucket.ready_at(now).is_some() {
+            if bucket.penalty_due(now) {
+                tracing::info!(%peer, "peer keeps opening streams over max_new_streams: score lowered");
+                self.on_verdict(peer, crate::scoring::Severity::Low);
+            }
+            return false;
+        }
+        bucket.take(1, 0, now);
+        true
     }
 
     /// A new handshake stream, while Established, on a connection that came up after the

@@ -51,6 +51,10 @@ impl Default for Config {
     }
 }
 
+/// The longest ban (`Config::ban_duration`, and bans read from a book file): a year. Longer
+/// is a blacklisting (`Node::blacklist_peer`).
+pub const MAX_BAN: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What a verdict leads to.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Outcome {
