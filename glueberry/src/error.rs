@@ -191,8 +191,8 @@ pub enum Error {
 impl Error {
     /// Whether the same call may succeed later without the caller changing anything:
     /// timeouts, full queues, a stream not opened yet (`try_send`), failed dials, a peer not
-    /// connected (it may connect or reconnect), and streams that closed or could not be
-    /// opened.
+    /// connected (it may connect or reconnect), streams that closed or could not be opened, a
+    /// message not written, and a ban (after it ends).
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,

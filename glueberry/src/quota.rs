@@ -58,9 +58,16 @@ pub(crate) struct Bucket {
     messages: f64,
     bytes: f64,
     at: Instant,
-    /// Since when the peer has been kept waiting without a break.
+    /// Since when the peer has been kept waiting without a break (each wait starting within
+    /// [`GRACE`] of the end of the one before).
     over_since: Option<Instant>,
+    /// When the last wait ends.
+    over_until: Option<Instant>,
 }
+
+/// A peer that comes back over its quota within this of its last wait's end has not taken a
+/// break: it is still "over" for [`PENALTY_AFTER`].
+const GRACE: Duration = Duration::from_secs(1);
 
 impl Bucket {
     pub(crate) fn new(quota: Quota, now: Instant) -> Self {
@@ -70,6 +77,7 @@ impl Bucket {
             bytes: quota.bytes_per_sec.map_or(0.0, |b| b as f64),
             at: now,
             over_since: None,
+            over_until: None,
         }
     }
 
@@ -108,19 +116,22 @@ impl Bucket {
         let longest = wait(self.messages, self.quota.messages_per_sec.map(f64::from))
             .max(wait(self.bytes, self.quota.bytes_per_sec.map(|b| b as f64)));
         if longest.is_zero() {
-            self.over_since = None;
-            None
-        } else {
-            self.over_since.get_or_insert(now);
-            Some(now + longest)
+            return None;
         }
+        let at = now + longest;
+        if self.over_until.is_none_or(|until| now > until + GRACE) {
+            self.over_since = Some(now);
+        }
+        self.over_until = Some(at);
+        Some(at)
     }
 
     /// Whether the peer has been over its quota for [`PENALTY_AFTER`] without a break; if so,
     /// the period starts again (one penalty per period).
     pub(crate) fn penalty_due(&mut self, now: Instant) -> bool {
+        let on_time = self.over_until.is_some_and(|until| now <= until + GRACE);
         match self.over_since {
-            Some(since) if now.saturating_duration_since(since) >= PENALTY_AFTER => {
+            Some(since) if on_time && now.saturating_duration_since(since) >= PENALTY_AFTER => {
                 self.over_since = Some(now);
                 true
             }
@@ -144,6 +155,27 @@ mod tests {
         b.take(50, 0, t0);
         assert_eq!(b.ready_at(t0), Some(t0 + Duration::from_millis(500)));
         assert_eq!(b.ready_at(t0 + Duration::from_millis(500)), None);
+    }
+
+    #[test]
+    fn a_churner_refused_again_and_again_is_over_without_a_break() {
+        // As `max_new_streams` uses it: one stream a tick, refused whenever the bucket is in
+        // debt; the streams let through in between do not end the streak.
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Quota::messages(32), t0);
+        let mut penalties = 0;
+        for ms in 0..30_000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            if b.ready_at(now).is_some() {
+                penalties += usize::from(b.penalty_due(now));
+            } else {
+                b.take(1, 0, now);
+            }
+        }
+        assert_eq!(
+            penalties, 2,
+            "one per 10 s over, the first 10 s after the burst"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //!   default). The node's peak RSS growth, in a process of its own.
 //! - `flood`: strangers send 4 streams × 8 largest handshake messages each at an application
 //!   that reads nothing for 10 s, then reads everything. The node's peak RSS growth.
+//! - `churn`: one stranger opens handshake streams and closes them at once, in a loop, for
+//!   10 s; the node's CPU time and the streams it let through, with `max_new_streams` at its
+//!   default and unlimited (as before it existed).
 //! - `fairness`: 50 handshaked peers send 64 KiB messages as fast as they can to a node whose
 //!   application handles one message per millisecond; a 51st peer's round trip (it sends 32
 //!   bytes, the application echoes them), p50 and p99, against the same without the flood.
@@ -44,6 +47,9 @@ struct Args {
     /// Admission open (no limit on strangers or per IP): the budgets alone hold the memory.
     #[arg(long)]
     open: bool,
+    /// Internal: the node under attack has no `max_new_streams`.
+    #[arg(long, hide = true)]
+    unlimited_streams: bool,
     /// Internal: run the node under attack in this process (the attack's name, for `ps`).
     #[arg(long, hide = true)]
     serve: Option<String>,
@@ -51,8 +57,11 @@ struct Args {
 
 const HANDSHAKE_MAX: usize = 16 * 1024;
 
-fn node_config(open: bool) -> Config {
+fn node_config(open: bool, unlimited_streams: bool) -> Config {
     let c = config(Transport::Tcp)
+        .with_max_new_streams(
+            (!unlimited_streams).then_some(glueberry::config::defaults::MAX_NEW_STREAMS),
+        )
         .with_handshake_timeout(None)
         // Every attacker comes from 127.0.0.1.
         .with_max_inbound_per_ip(None);
@@ -61,8 +70,8 @@ fn node_config(open: bool) -> Config {
 
 /// The node under attack, in its own process: prints its address, peer id and RSS, reads
 /// nothing until told (a line on stdin), then reads everything until stdin closes.
-async fn serve(open: bool) {
-    let node = started(node_config(open)).await;
+async fn serve(open: bool, unlimited_streams: bool) {
+    let node = started(node_config(open, unlimited_streams)).await;
     let mut out = std::io::stdout();
     writeln!(out, "{} {}", node.listen_addrs()[0], node.peer_id()).unwrap();
     out.flush().unwrap();
@@ -104,10 +113,17 @@ struct Child {
 }
 
 fn spawn_node(kind: &str, open: bool) -> Child {
+    spawn_node_with(kind, open, false)
+}
+
+fn spawn_node_with(kind: &str, open: bool, unlimited_streams: bool) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args(["--serve", kind]);
     if open {
         cmd.arg("--open");
+    }
+    if unlimited_streams {
+        cmd.arg("--unlimited-streams");
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -142,6 +158,20 @@ impl Child {
         rss_kib(self.child.id(), "VmRSS:")
     }
 
+    /// CPU time the process used so far (user and system).
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10) // 100 ticks a second on Linux
+    }
+
     fn peak(&self) -> u64 {
         rss_kib(self.child.id(), "VmHWM:")
     }
@@ -162,6 +192,67 @@ async fn handshake_stream(raw: &RawPeer, node: PeerId) -> Option<libp2p::Stream>
     .await
     .ok()?
     .ok()
+}
+
+const ATTACK: Duration = Duration::from_secs(10);
+
+/// One stranger opens handshake streams and closes them at once: for `ATTACK` without
+/// `max_new_streams`; with it, until the node turns the peer away for its score (90 s at most).
+async fn churn(unlimited: bool) {
+    let mut node = spawn_node_with("churn", true, unlimited);
+    node.tell();
+    let mut raw = RawPeer::dial(node.addr.clone());
+    raw.outcome().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
+    let (cpu0, started) = (node.cpu(), Instant::now());
+    let limit = if unlimited {
+        ATTACK
+    } else {
+        Duration::from_secs(90)
+    };
+    let (mut opened, mut failed_in_a_row) = (0u64, 0u32);
+    let mut cpu_10s = None;
+    while started.elapsed() < limit && failed_in_a_row < 3 {
+        if cpu_10s.is_none() && started.elapsed() >= ATTACK {
+            cpu_10s = Some((node.cpu() - cpu0, opened));
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            raw.control.clone().open_stream(node.peer, protocol.clone()),
+        )
+        .await
+        {
+            Ok(Ok(mut s)) => {
+                let _ = s.close().await;
+                opened += 1;
+                failed_in_a_row = 0;
+            }
+            _ => failed_in_a_row += 1,
+        }
+    }
+    let took = started.elapsed();
+    let (cpu, first) = cpu_10s.unwrap_or((node.cpu() - cpu0, opened));
+    let secs = ATTACK.as_secs_f64().min(took.as_secs_f64());
+    let end = if failed_in_a_row >= 3 {
+        format!(
+            "turned away for its score after {:.0} s",
+            took.as_secs_f64()
+        )
+    } else {
+        format!("still connected after {:.0} s", took.as_secs_f64())
+    };
+    println!(
+        "churn ({}): first 10 s: {:.0} streams/s opened, node CPU {:.0} % of a core; {end}",
+        if unlimited {
+            "no max_new_streams"
+        } else {
+            "max_new_streams 32/s"
+        },
+        first as f64 / secs,
+        100.0 * cpu.as_secs_f64() / secs
+    );
+    node.stop();
 }
 
 async fn pinned(args: &Args) {
@@ -355,7 +446,7 @@ async fn fairness(args: &Args) {
 async fn main() {
     let args = Args::parse();
     if args.serve.is_some() {
-        serve(args.open).await;
+        serve(args.open, args.unlimited_streams).await;
         return;
     }
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
@@ -364,6 +455,10 @@ async fn main() {
     }
     if wanted("flood") {
         flood(&args).await;
+    }
+    if wanted("churn") {
+        churn(false).await;
+        churn(true).await;
     }
     if wanted("fairness") {
         fairness(&args).await;

@@ -204,7 +204,7 @@ pub fn write<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
     write_with_bans(entries, &BTreeMap::new())
 }
 
-/// [`write`], with the timed bans.
+/// [`write()`], with the timed bans.
 pub fn write_with_bans<'a>(
     entries: impl Iterator<Item = &'a Entry>,
     bans: &BTreeMap<PeerId, OffsetDateTime>,

@@ -74,8 +74,9 @@ impl Config {
 
     /// How many inbound streams (every name, the handshake stream included) one peer may open
     /// per second, one second's worth at once; the ones over it are refused (reset at once),
-    /// counted in `PeerStats::refused_streams`, and a peer that keeps at it for 10 s loses
-    /// score (docs/scoring.md, "Quotas"). `None` is unlimited. Default 32.
+    /// counted in `PeerStats::refused_streams`, and a peer that keeps at it loses score (a
+    /// `Medium` verdict for every 10 s over without a break; docs/scoring.md, "Quotas"). `None`
+    /// is unlimited. Default 32.
     #[must_use]
     pub fn with_max_new_streams(mut self, per_sec: Option<u32>) -> Self {
         self.max_new_streams = per_sec;

@@ -102,6 +102,8 @@ impl Driver {
                 self.book.unban(&peer);
                 self.book_dirty = true;
             } else {
+                // (A hand-edited end past a year from now is cut to it: in the book too.)
+                self.book.unban(&peer);
                 self.peer(peer);
                 self.ban(peer, until);
             }

@@ -110,8 +110,9 @@ impl Driver {
             .or_insert_with(|| crate::quota::Bucket::new(crate::quota::Quota::messages(rate), now));
         if bucket.ready_at(now).is_some() {
             if bucket.penalty_due(now) {
+                // Stream churn costs the node more than reading a flood slowly: `Medium`.
                 tracing::info!(%peer, "peer keeps opening streams over max_new_streams: score lowered");
-                self.on_verdict(peer, crate::scoring::Severity::Low);
+                self.on_verdict(peer, crate::scoring::Severity::Medium);
             }
             return false;
         }
