@@ -16,7 +16,8 @@ async fn a_peer_that_keeps_faulting_is_reported_at_the_rate_limit_then_kept_out(
     let node = started(
         config(Transport::Tcp)
             .with_max_faults(Some(MAX))
-            .with_max_new_streams(None),
+            .with_max_new_streams(None)
+            .with_max_handshake_streams(None),
     )
     .await;
     let mut events = node.subscribe_events();

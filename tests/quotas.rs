@@ -113,7 +113,12 @@ async fn a_peer_that_stays_over_its_quota_loses_score() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_churn_is_held_to_max_new_streams() {
     use futures::AsyncWriteExt as _;
-    let node = started(config(Transport::Tcp).with_max_new_streams(Some(20))).await;
+    let node = started(
+        config(Transport::Tcp)
+            .with_max_new_streams(Some(20))
+            .with_max_handshake_streams(None),
+    )
+    .await;
     let mut events = node.subscribe_events();
     let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
     raw.outcome().await.unwrap();
@@ -148,5 +153,42 @@ async fn stream_churn_is_held_to_max_new_streams() {
     })
     .await;
     assert!(refused <= 200, "{refused}");
+    node.shutdown().await;
+}
+
+/// Handshake attempts: at most `max_handshake_streams` handshake streams a minute per peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_attempts_are_held_to_max_handshake_streams() {
+    use futures::AsyncWriteExt as _;
+    let node = started(config(Transport::Tcp).with_max_handshake_streams(Some(10))).await;
+    let mut events = node.subscribe_events();
+    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    raw.outcome().await.unwrap();
+    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
+    for _ in 0..25 {
+        let mut s = within(
+            raw.control
+                .clone()
+                .open_stream(node.peer_id(), protocol.clone()),
+        )
+        .await
+        .unwrap();
+        let _ = s.close().await;
+    }
+    // 10 let through (all at once), the other 15 refused (well within a minute).
+    let refused = within(async {
+        loop {
+            let r = node
+                .peer_stats(&raw.peer_id)
+                .map_or(0, |s| s.refused_streams);
+            if r >= 15 {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(refused, 15);
     node.shutdown().await;
 }

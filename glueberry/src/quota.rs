@@ -54,7 +54,9 @@ pub(crate) const PENALTY_AFTER: Duration = Duration::from_secs(10);
 /// One token bucket per limit: levels in messages and bytes, full at one second's worth.
 #[derive(Debug)]
 pub(crate) struct Bucket {
-    quota: Quota,
+    /// Per second, and the most held (the burst), for messages and bytes; `None`: no limit.
+    message_rate: Option<(f64, f64)>,
+    byte_rate: Option<(f64, f64)>,
     messages: f64,
     bytes: f64,
     at: Instant,
@@ -71,10 +73,26 @@ const GRACE: Duration = Duration::from_secs(1);
 
 impl Bucket {
     pub(crate) fn new(quota: Quota, now: Instant) -> Self {
+        let per_sec = |n: f64| (n, n);
         Self {
-            quota,
+            message_rate: quota.messages_per_sec.map(|n| per_sec(f64::from(n))),
+            byte_rate: quota.bytes_per_sec.map(|n| per_sec(n as f64)),
             messages: quota.messages_per_sec.map_or(0.0, f64::from),
             bytes: quota.bytes_per_sec.map_or(0.0, |b| b as f64),
+            at: now,
+            over_since: None,
+            over_until: None,
+        }
+    }
+
+    /// At most `n` (messages, streams, ...) per `period`, all `n` at once.
+    pub(crate) fn per(n: u32, period: Duration, now: Instant) -> Self {
+        let n = f64::from(n);
+        Self {
+            message_rate: Some((n / period.as_secs_f64().max(f64::MIN_POSITIVE), n)),
+            byte_rate: None,
+            messages: n,
+            bytes: 0.0,
             at: now,
             over_since: None,
             over_until: None,
@@ -84,13 +102,11 @@ impl Bucket {
     fn refill(&mut self, now: Instant) {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = self.at.max(now);
-        if let Some(rate) = self.quota.messages_per_sec {
-            let rate = f64::from(rate);
-            self.messages = (self.messages + rate * dt).min(rate);
+        if let Some((rate, burst)) = self.message_rate {
+            self.messages = (self.messages + rate * dt).min(burst);
         }
-        if let Some(rate) = self.quota.bytes_per_sec {
-            let rate = rate as f64;
-            self.bytes = (self.bytes + rate * dt).min(rate);
+        if let Some((rate, burst)) = self.byte_rate {
+            self.bytes = (self.bytes + rate * dt).min(burst);
         }
     }
 
@@ -98,10 +114,10 @@ impl Bucket {
     /// below zero: the reader then waits ([`ready_at`](Self::ready_at)).
     pub(crate) fn take(&mut self, messages: u32, bytes: u64, now: Instant) {
         self.refill(now);
-        if self.quota.messages_per_sec.is_some() {
+        if self.message_rate.is_some() {
             self.messages -= f64::from(messages);
         }
-        if self.quota.bytes_per_sec.is_some() {
+        if self.byte_rate.is_some() {
             self.bytes -= bytes as f64;
         }
     }
@@ -109,12 +125,11 @@ impl Bucket {
     /// When the reader may read again: `None` now, or the time the debt is repaid.
     pub(crate) fn ready_at(&mut self, now: Instant) -> Option<Instant> {
         self.refill(now);
-        let wait = |level: f64, rate: Option<f64>| match rate {
-            Some(rate) if level < 0.0 => Duration::from_secs_f64(-level / rate),
+        let wait = |level: f64, rate: Option<(f64, f64)>| match rate {
+            Some((rate, _)) if level < 0.0 => Duration::from_secs_f64(-level / rate),
             _ => Duration::ZERO,
         };
-        let longest = wait(self.messages, self.quota.messages_per_sec.map(f64::from))
-            .max(wait(self.bytes, self.quota.bytes_per_sec.map(|b| b as f64)));
+        let longest = wait(self.messages, self.message_rate).max(wait(self.bytes, self.byte_rate));
         if longest.is_zero() {
             return None;
         }
@@ -124,6 +139,25 @@ impl Bucket {
         }
         self.over_until = Some(at);
         Some(at)
+    }
+
+    /// Takes one (a stream) if a whole one is there; if not, the peer is over its quota (for
+    /// [`penalty_due`](Self::penalty_due)) until one is. For limits on counts, never in debt.
+    pub(crate) fn try_take_one(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        let Some((rate, _)) = self.message_rate else {
+            return true;
+        };
+        if self.messages >= 1.0 {
+            self.messages -= 1.0;
+            return true;
+        }
+        let at = now + Duration::from_secs_f64((1.0 - self.messages) / rate);
+        if self.over_until.is_none_or(|until| now > until + GRACE) {
+            self.over_since = Some(now);
+        }
+        self.over_until = Some(at);
+        false
     }
 
     /// Whether the peer has been over its quota for [`PENALTY_AFTER`] without a break; if so,
@@ -166,15 +200,28 @@ mod tests {
         let mut penalties = 0;
         for ms in 0..30_000u64 {
             let now = t0 + Duration::from_millis(ms);
-            if b.ready_at(now).is_some() {
+            if !b.try_take_one(now) {
                 penalties += usize::from(b.penalty_due(now));
-            } else {
-                b.take(1, 0, now);
             }
         }
         assert_eq!(
             penalties, 2,
             "one per 10 s over, the first 10 s after the burst"
+        );
+    }
+
+    #[test]
+    fn a_quota_per_minute() {
+        let t0 = Instant::now();
+        let mut b = Bucket::per(30, Duration::from_secs(60), t0);
+        for _ in 0..30 {
+            assert!(b.try_take_one(t0));
+        }
+        assert!(!b.try_take_one(t0), "exactly 30");
+        assert!(!b.try_take_one(t0 + Duration::from_millis(1900)));
+        assert!(
+            b.try_take_one(t0 + Duration::from_secs(2)),
+            "one more every 2 s"
         );
     }
 

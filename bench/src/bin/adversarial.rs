@@ -47,7 +47,7 @@ struct Args {
     /// Admission open (no limit on strangers or per IP): the budgets alone hold the memory.
     #[arg(long)]
     open: bool,
-    /// Internal: the node under attack has no `max_new_streams`.
+    /// Internal: the node under attack has no `max_new_streams` nor `max_handshake_streams`.
     #[arg(long, hide = true)]
     unlimited_streams: bool,
     /// Internal: run the node under attack in this process (the attack's name, for `ps`).

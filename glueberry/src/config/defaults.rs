@@ -98,3 +98,7 @@ pub const PERSISTENT_MAX_DELAY: Duration = Duration::from_secs(30);
 /// Inbound streams one peer may open per second (one second's worth at once). A node opens one
 /// per stream name and connection; a peer that opens and drops streams in a loop is held to it.
 pub const MAX_NEW_STREAMS: u32 = 32;
+
+/// Handshake streams one peer may open per minute (all at once): handshake attempts. An honest
+/// peer opens one per connection, a few when both dial at once or when it restarts.
+pub const MAX_HANDSHAKE_STREAMS: u32 = 30;

@@ -167,6 +167,7 @@ pub struct Config {
     pub(crate) scoring: crate::scoring::Config,
     pub(crate) stream_quotas: std::collections::HashMap<String, crate::quota::Quota>,
     pub(crate) max_new_streams: Option<u32>,
+    pub(crate) max_handshake_streams: Option<u32>,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -236,6 +237,7 @@ impl std::fmt::Debug for Config {
             .field("scoring", &self.scoring)
             .field("stream_quotas", &self.stream_quotas)
             .field("max_new_streams", &self.max_new_streams)
+            .field("max_handshake_streams", &self.max_handshake_streams)
             .finish_non_exhaustive()
     }
 }
@@ -319,6 +321,7 @@ impl Config {
             scoring: crate::scoring::Config::default(),
             stream_quotas: Default::default(),
             max_new_streams: Some(defaults::MAX_NEW_STREAMS),
+            max_handshake_streams: Some(defaults::MAX_HANDSHAKE_STREAMS),
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }

@@ -83,6 +83,16 @@ impl Config {
         self
     }
 
+    /// How many handshake streams (handshake attempts) one peer may open per minute, all at
+    /// once if it likes; the ones over it are refused as `max_new_streams` refuses streams,
+    /// and a peer that keeps at it for 10 s loses score (`Medium`). `None` is unlimited.
+    /// Default 30.
+    #[must_use]
+    pub fn with_max_handshake_streams(mut self, per_minute: Option<u32>) -> Self {
+        self.max_handshake_streams = per_minute;
+        self
+    }
+
     /// The peer-scoring model: penalties by severity, decay, the disconnect and ban thresholds,
     /// the ban's length (docs/scoring.md). `Node::new` checks it (`ConfigError::Scoring`).
     #[must_use]

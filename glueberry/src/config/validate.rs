@@ -106,6 +106,9 @@ impl Config {
         if self.max_new_streams == Some(0) {
             return Err(ConfigError::Zero("max_new_streams"));
         }
+        if self.max_handshake_streams == Some(0) {
+            return Err(ConfigError::Zero("max_handshake_streams"));
+        }
         for q in self.stream_quotas.values() {
             if q.messages_per_sec == Some(0) || q.bytes_per_sec == Some(0) {
                 return Err(ConfigError::Zero("a stream quota"));

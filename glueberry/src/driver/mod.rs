@@ -127,6 +127,8 @@ pub(crate) struct Driver {
     scores: crate::scoring::Scores,
     /// Inbound streams opened, per peer (`max_new_streams`).
     new_streams: HashMap<PeerId, crate::quota::Bucket>,
+    /// Handshake streams opened, per peer (`max_handshake_streams`).
+    new_handshakes: HashMap<PeerId, crate::quota::Bucket>,
     /// Ends of timed bans.
     bans: DelayQueue<PeerId>,
     ban_keys: HashMap<PeerId, delay_queue::Key>,
@@ -180,6 +182,7 @@ impl Driver {
             throttle: Throttle::new(std::time::Duration::from_secs(1)),
             scores: crate::scoring::Scores::new(shared_scoring),
             new_streams: HashMap::new(),
+            new_handshakes: HashMap::new(),
             bans: DelayQueue::new(),
             ban_keys: HashMap::new(),
         };
@@ -351,6 +354,7 @@ impl Driver {
             self.learned.remove(&peer);
             self.dial_once.remove(&peer);
             self.new_streams.remove(&peer);
+            self.new_handshakes.remove(&peer);
             lock(&self.shared.states).remove(&peer);
         }
     }

@@ -63,7 +63,7 @@ impl Driver {
         let Some(name) = self.accepting.get(&protocol).cloned() else {
             return;
         };
-        if !self.stream_allowed(peer) {
+        if !self.stream_allowed(peer, &name) {
             // Over `max_new_streams`: dropped, which resets it.
             drop(s);
             metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
@@ -99,16 +99,30 @@ impl Driver {
 
     /// Whether `peer` may open one more inbound stream now (`max_new_streams`); a peer that
     /// stays over it loses score.
-    fn stream_allowed(&mut self, peer: PeerId) -> bool {
+    fn stream_allowed(&mut self, peer: PeerId, name: &str) -> bool {
+        let now = std::time::Instant::now();
+        if name == HANDSHAKE
+            && let Some(n) = self.shared.config.max_handshake_streams
+        {
+            let bucket = self.new_handshakes.entry(peer).or_insert_with(|| {
+                crate::quota::Bucket::per(n, std::time::Duration::from_secs(60), now)
+            });
+            if !bucket.try_take_one(now) {
+                if bucket.penalty_due(now) {
+                    tracing::info!(%peer, "peer keeps opening handshake streams over max_handshake_streams: score lowered");
+                    self.on_verdict(peer, crate::scoring::Severity::Medium);
+                }
+                return false;
+            }
+        }
         let Some(rate) = self.shared.config.max_new_streams else {
             return true;
         };
-        let now = std::time::Instant::now();
         let bucket = self
             .new_streams
             .entry(peer)
             .or_insert_with(|| crate::quota::Bucket::new(crate::quota::Quota::messages(rate), now));
-        if bucket.ready_at(now).is_some() {
+        if !bucket.try_take_one(now) {
             if bucket.penalty_due(now) {
                 // Stream churn costs the node more than reading a flood slowly: `Medium`.
                 tracing::info!(%peer, "peer keeps opening streams over max_new_streams: score lowered");
@@ -116,7 +130,6 @@ impl Driver {
             }
             return false;
         }
-        bucket.take(1, 0, now);
         true
     }
 
