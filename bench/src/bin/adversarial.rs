@@ -8,6 +8,8 @@
 //! - `churn`: one stranger opens handshake streams and closes them at once, in a loop, for
 //!   10 s; the node's CPU time and the streams it let through, with `max_new_streams` at its
 //!   default and unlimited (as before it existed).
+//! - `pings`: 22 peers (real libp2p peers, which answer the node's pings) each send a ping every
+//!   millisecond for 10 s on a ping stream; the node's CPU time and the pings it answered.
 //! - `fairness`: 50 handshaked peers send 64 KiB messages as fast as they can to a node whose
 //!   application handles one message per millisecond; a 51st peer's round trip (it sends 32
 //!   bytes, the application echoes them), p50 and p99, against the same without the flood.
@@ -255,6 +257,89 @@ async fn churn(unlimited: bool) {
     node.stop();
 }
 
+/// A libp2p peer that answers pings (so the node's ping handler stays active on its
+/// connection) and opens streams of its own.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Pinger {
+    ping: libp2p::ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// 22 peers, each pinging every millisecond on a ping stream of its own, for `ATTACK`.
+async fn pings() {
+    use futures::{AsyncReadExt as _, StreamExt as _};
+    let mut node = spawn_node("pings", true);
+    node.tell();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let (cpu0, started) = (node.cpu(), Instant::now());
+    for _ in 0..22 {
+        let (addr, peer, answered) = (node.addr.clone(), node.peer, answered.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    libp2p::tcp::Config::default(),
+                    libp2p::noise::Config::new,
+                    libp2p::yamux::Config::default,
+                )
+                .unwrap()
+                .with_behaviour(|_| Pinger {
+                    // Its own pings once, at the start: a later one would open a new stream,
+                    // which the node's handler takes instead of the flood's.
+                    ping: libp2p::ping::Behaviour::new(
+                        libp2p::ping::Config::new().with_interval(Duration::from_secs(3600)),
+                    ),
+                    stream: libp2p_stream::Behaviour::new(),
+                })
+                .unwrap()
+                .build();
+            let mut control = swarm.behaviour().stream.new_control();
+            swarm.dial(addr).unwrap();
+            let driver = tokio::spawn(async move {
+                loop {
+                    swarm.select_next_some().await;
+                }
+            });
+            // After the node's first ping to us and ours to it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let open = control.open_stream(peer, libp2p::StreamProtocol::new("/ipfs/ping/1.0.0"));
+            if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), open).await {
+                let mut tick = tokio::time::interval(Duration::from_millis(1));
+                let mut buf = [0u8; 32];
+                while started.elapsed() < ATTACK {
+                    tick.tick().await;
+                    let ping = async {
+                        s.write_all(&[7u8; 32]).await?;
+                        s.flush().await?;
+                        s.read_exact(&mut buf).await
+                    };
+                    if !matches!(
+                        tokio::time::timeout(Duration::from_secs(2), ping).await,
+                        Ok(Ok(()))
+                    ) {
+                        break;
+                    }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            driver.abort();
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = (node.cpu() - cpu0).as_secs_f64();
+    println!(
+        "pings: 22 peers, {:.0} pings/s answered; node CPU {:.0} % of a core",
+        answered.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs,
+        100.0 * cpu / secs
+    );
+    node.stop();
+}
+
 async fn pinned(args: &Args) {
     let node = spawn_node("pinned", args.open);
     let mut half = Vec::new();
@@ -459,6 +544,9 @@ async fn main() {
     if wanted("churn") {
         churn(false).await;
         churn(true).await;
+    }
+    if wanted("pings") {
+        pings().await;
     }
     if wanted("fairness") {
         fairness(&args).await;
