@@ -192,3 +192,79 @@ async fn handshake_attempts_are_held_to_max_handshake_streams() {
     assert_eq!(refused, 15);
     node.shutdown().await;
 }
+
+/// A peer that answers pings (so libp2p keeps answering its pings) and opens streams of its
+/// own.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Pinger {
+    ping: libp2p::ping::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+/// A ping flood is answered at `max_pings` a second at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_is_answered_at_max_pings() {
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+    let node = started(config(Transport::Tcp).with_max_pings(Some(20))).await;
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| Pinger {
+            // One ping of its own, at the start (a later one would replace the flood's stream).
+            ping: libp2p::ping::Behaviour::new(
+                libp2p::ping::Config::new().with_interval(Duration::from_secs(3600)),
+            ),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+        .unwrap()
+        .build();
+    let mut control = swarm.behaviour().stream.new_control();
+    swarm.dial(node.listen_addrs()[0].clone()).unwrap();
+    let driver = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let mut events = node.subscribe_events();
+    while !matches!(
+        within(events.recv()).await.unwrap(),
+        glueberry::Event::Connection(_)
+    ) {}
+    let mut s = within(control.open_stream(
+        node.peer_id(),
+        libp2p::StreamProtocol::new("/ipfs/ping/1.0.0"),
+    ))
+    .await
+    .unwrap();
+    // As fast as it goes, for 2 s.
+    let started = Instant::now();
+    let mut answered = 0u32;
+    let mut buf = [0u8; 32];
+    while started.elapsed() < Duration::from_secs(2) {
+        let ping = async {
+            s.write_all(&[7u8; 32]).await?;
+            s.flush().await?;
+            s.read_exact(&mut buf).await
+        };
+        match tokio::time::timeout(Duration::from_secs(1), ping).await {
+            Ok(Ok(())) => answered += 1,
+            _ => break,
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // One second's worth at once, then 20 a second (the node's own pings use the same
+    // allowance; a peer at full speed gets thousands a second without the limit).
+    assert!(answered > 0);
+    assert!(
+        f64::from(answered) <= 20.0 * (1.0 + secs) + 1.0,
+        "{answered} in {secs:.1} s"
+    );
+    driver.abort();
+    node.shutdown().await;
+}

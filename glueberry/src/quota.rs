@@ -160,6 +160,17 @@ impl Bucket {
         false
     }
 
+    /// When a whole one will be there again (now if it is).
+    pub(crate) fn ready_at_one(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        match self.message_rate {
+            Some((rate, _)) if self.messages < 1.0 => {
+                now + Duration::from_secs_f64((1.0 - self.messages) / rate)
+            }
+            _ => now,
+        }
+    }
+
     /// Whether the peer has been over its quota for [`PENALTY_AFTER`] without a break; if so,
     /// the period starts again (one penalty per period).
     pub(crate) fn penalty_due(&mut self, now: Instant) -> bool {

@@ -24,6 +24,8 @@ pub const HANDSHAKE_DURATION: &str = "glueberry_handshake_duration_seconds";
 pub const MESSAGES_SENT: &str = "glueberry_messages_sent_total";
 /// Counter `glueberry_quota_waits_total`: Times reading a peer's stream paused for its rate quota, by stream.
 pub const QUOTA_WAITS: &str = "glueberry_quota_waits_total";
+/// Counter `glueberry_pings_paced_total`: Times a connection's ping protocol waited for `max_pings`.
+pub const PINGS_PACED: &str = "glueberry_pings_paced_total";
 /// Counter `glueberry_peers_banned_total`: Peers banned for their score (docs/scoring.md).
 pub const PEERS_BANNED: &str = "glueberry_peers_banned_total";
 /// Counter `glueberry_messages_written_total`: Messages written to the transport (each once), by stream.
@@ -123,6 +125,10 @@ pub fn describe() {
     describe_counter!(
         QUOTA_WAITS,
         "Times reading a peer's stream paused for its rate quota, by stream."
+    );
+    describe_counter!(
+        PINGS_PACED,
+        "Times a connection's ping protocol waited for max_pings."
     );
     describe_counter!(
         PEERS_BANNED,

@@ -1,5 +1,6 @@
 //! The libp2p side: the composed `NetworkBehaviour` and the swarm built from a `Config`.
 
+pub(crate) mod paced;
 pub(crate) mod streams;
 
 use libp2p::swarm::NetworkBehaviour;
@@ -24,7 +25,8 @@ pub(crate) struct Behaviour {
     pub(crate) admission: crate::admission::Behaviour,
     pub(crate) stream: streams::Behaviour,
     pub(crate) identify: identify::Behaviour,
-    pub(crate) ping: ping::Behaviour,
+    /// libp2p's ping, its handlers paced (`max_pings`): a ping flood is answered at that rate.
+    pub(crate) ping: paced::Paced<ping::Behaviour>,
 }
 
 /// The swarm and the handles the driver keeps on its transport.
@@ -63,10 +65,13 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                     .with_agent_version(format!("{AGENT_PREFIX}{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::new(
-                ping::Config::new()
-                    .with_interval(config.ping_interval)
-                    .with_timeout(config.ping_timeout),
+            ping: paced::Paced::new(
+                ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(config.ping_interval)
+                        .with_timeout(config.ping_timeout),
+                ),
+                config.max_pings,
             ),
         })
         .map_err(|e| Error::Transport(e.to_string()))?

@@ -102,3 +102,7 @@ pub const MAX_NEW_STREAMS: u32 = 32;
 /// Handshake streams one peer may open per minute (all at once): handshake attempts. An honest
 /// peer opens one per connection, a few when both dial at once or when it restarts.
 pub const MAX_HANDSHAKE_STREAMS: u32 = 30;
+
+/// Pings answered per second per connection at most (libp2p's ping, paced). Honest peers ping
+/// every 15 s (go-libp2p) or `ping_interval`.
+pub const MAX_PINGS: u32 = 100;

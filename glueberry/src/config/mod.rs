@@ -168,6 +168,7 @@ pub struct Config {
     pub(crate) stream_quotas: std::collections::HashMap<String, crate::quota::Quota>,
     pub(crate) max_new_streams: Option<u32>,
     pub(crate) max_handshake_streams: Option<u32>,
+    pub(crate) max_pings: Option<u32>,
     #[cfg(feature = "libp2p-metrics")]
     pub(crate) libp2p_metrics: Option<std::sync::Arc<libp2p::metrics::Metrics>>,
 }
@@ -238,6 +239,7 @@ impl std::fmt::Debug for Config {
             .field("stream_quotas", &self.stream_quotas)
             .field("max_new_streams", &self.max_new_streams)
             .field("max_handshake_streams", &self.max_handshake_streams)
+            .field("max_pings", &self.max_pings)
             .finish_non_exhaustive()
     }
 }
@@ -322,6 +324,7 @@ impl Config {
             stream_quotas: Default::default(),
             max_new_streams: Some(defaults::MAX_NEW_STREAMS),
             max_handshake_streams: Some(defaults::MAX_HANDSHAKE_STREAMS),
+            max_pings: Some(defaults::MAX_PINGS),
             #[cfg(feature = "libp2p-metrics")]
             libp2p_metrics: None,
         }

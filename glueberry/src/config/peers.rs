@@ -93,6 +93,16 @@ impl Config {
         self
     }
 
+    /// How many times a second at most the ping protocol of one connection is served, so a
+    /// ping flood is answered at that rate and the muxer pushes back on the flooder (counted in
+    /// `glueberry_pings_paced_total`; docs/scoring.md, "Quotas"). The node's own pings and
+    /// honest peers' (every few seconds) are far below it. `None` is unlimited. Default 100.
+    #[must_use]
+    pub fn with_max_pings(mut self, per_sec: Option<u32>) -> Self {
+        self.max_pings = per_sec;
+        self
+    }
+
     /// The peer-scoring model: penalties by severity, decay, the disconnect and ban thresholds,
     /// the ban's length (docs/scoring.md). `Node::new` checks it (`ConfigError::Scoring`).
     #[must_use]

@@ -106,6 +106,9 @@ impl Config {
         if self.max_new_streams == Some(0) {
             return Err(ConfigError::Zero("max_new_streams"));
         }
+        if self.max_pings == Some(0) {
+            return Err(ConfigError::Zero("max_pings"));
+        }
         if self.max_handshake_streams == Some(0) {
             return Err(ConfigError::Zero("max_handshake_streams"));
         }
