@@ -189,7 +189,8 @@ async fn handshake_attempts_are_held_to_max_handshake_streams() {
         }
     })
     .await;
-    assert_eq!(refused, 15);
+    // (At least: a refusal for too many streams of one name would count too.)
+    assert!(refused >= 15, "{refused}");
     node.shutdown().await;
 }
 
@@ -267,4 +268,31 @@ async fn a_ping_flood_is_answered_at_max_pings() {
     );
     driver.abort();
     node.shutdown().await;
+}
+
+/// A quota wait longer than `frame_timeout`, with a frame left half read in the buffer, is the
+/// node's time, not the peer's: nothing is reset, every message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_wait_is_not_counted_against_a_frame_in_progress() {
+    let receiver = config(Transport::Tcp)
+        .with_frame_timeout(Some(Duration::from_millis(300)))
+        .with_stream_quota("blocks", Quota::bytes(20 * 1024));
+    let (a, b) = pair(receiver).await;
+    let peer = b.peer_id();
+    // Queued at once, so that the writer coalesces them: frames straddle the reader's reads.
+    for i in 0..30u8 {
+        a.send(peer, "blocks", vec![i; 10 * 1024 + 7])
+            .await
+            .unwrap();
+    }
+    let blocks = b.messages_for("blocks");
+    for i in 0..30u8 {
+        let m = within(blocks.recv()).await.unwrap();
+        assert_eq!((m.data.len(), m.data[0]), (10 * 1024 + 7, i));
+    }
+    let st = &b.peer_stats(&a.peer_id()).unwrap().streams["blocks"];
+    assert!(st.quota_waits > 0, "{st:?}");
+    assert_eq!(st.dropped, Default::default(), "{st:?}");
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! The body opener (ChaCha20-Poly1305 under the stream key): any bytes are refused or opened
-//! without a panic, within the body; and what is sealed opens to the same plaintext.
+//! without a panic, within the body; what is sealed opens to the same plaintext; and a sealed
+//! body with any byte changed is refused.
 
 #![no_main]
 

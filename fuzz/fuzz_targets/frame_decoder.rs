@@ -1,11 +1,12 @@
 //! The v1 frame decoder (what every stream reader runs on peer bytes): never panics, never
 //! yields a frame over its limit, and gives the same frames (and the same error) whether the
-//! bytes come at once or in pieces. The first byte sets the piece size.
+//! bytes come at once or in pieces; and a body framed with `put_header` decodes to itself. The
+//! first byte sets the piece size.
 
 #![no_main]
 
 use bytes::BytesMut;
-use glueberry::unstable::wire::Decoder;
+use glueberry::unstable::wire::{Decoder, put_header};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder as _;
 
@@ -37,4 +38,13 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode(input, input.len().max(1));
     let pieces = decode(input, usize::from(step % 64) + 1);
     assert_eq!(whole, pieces);
+    // And what is framed decodes to itself.
+    let body = &input[..input.len().min(MAX)];
+    let mut framed = Vec::new();
+    put_header(body.len(), &mut framed);
+    framed.extend_from_slice(body);
+    assert_eq!(
+        decode(&framed, usize::from(step % 7) + 1),
+        (vec![body.to_vec()], None)
+    );
 });

@@ -84,7 +84,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         assert_eq!(state, m.state(), "the last event is the state");
-        assert!(armed.len() <= 1, "timers {armed:?} in {:?}", m.state());
+        let timer = match m.state() {
+            glueberry::State::Connected => Some(Timer::Handshake),
+            glueberry::State::Reconnecting => Some(Timer::Reconnect),
+            glueberry::State::Cooldown => Some(Timer::Cooldown),
+            _ => None,
+        };
+        assert!(
+            armed.iter().all(|t| Some(*t) == timer),
+            "timers {armed:?} in {:?}",
+            m.state()
+        );
         if m.is_blacklisted() {
             assert_eq!(m.state(), glueberry::State::Disconnected);
         }

@@ -160,6 +160,15 @@ impl Bucket {
         false
     }
 
+    /// Whether the bucket is full again and its peer not over: nothing to remember.
+    pub(crate) fn is_idle(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        let full =
+            |level: f64, rate: Option<(f64, f64)>| rate.is_none_or(|(_, burst)| level >= burst);
+        let resting = self.over_until.is_none_or(|until| now > until + GRACE);
+        full(self.messages, self.message_rate) && full(self.bytes, self.byte_rate) && resting
+    }
+
     /// When a whole one will be there again (now if it is).
     pub(crate) fn ready_at_one(&mut self, now: Instant) -> Instant {
         self.refill(now);

@@ -295,6 +295,13 @@ impl Driver {
             self.save_book();
         }
         self.flush_admission_reports();
+        let now = std::time::Instant::now();
+        self.scores.forget_old(now);
+        // Stream limits of peers that are back within them and not over: forgotten (a peer
+        // that reconnects does not get a fresh allowance while it is over).
+        self.new_streams.retain(|_, b| !b.is_idle(now));
+        self.new_handshakes.retain(|_, b| !b.is_idle(now));
+        self.shared.sessions.forget_idle_quotas(now);
     }
 
     /// Closes every listener and connection and drives the swarm until they are gone (or a
@@ -353,8 +360,6 @@ impl Driver {
             self.peers.remove(&peer);
             self.learned.remove(&peer);
             self.dial_once.remove(&peer);
-            self.new_streams.remove(&peer);
-            self.new_handshakes.remove(&peer);
             lock(&self.shared.states).remove(&peer);
         }
     }
@@ -391,6 +396,11 @@ impl Driver {
                     match self.timer_keys.get(&(peer, timer)) {
                         Some(key) => self.timers.reset_at(key, at),
                         None => {
+                            if self.timers.is_empty() {
+                                // Its deadlines count from its start: a fresh one never
+                                // overflows them, however long the node ran.
+                                self.timers = DelayQueue::new();
+                            }
                             let key = self.timers.insert_at((peer, timer), at);
                             self.timer_keys.insert((peer, timer), key);
                         }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio_util::time::DelayQueue;
+
 use libp2p::PeerId;
 use time::OffsetDateTime;
 
@@ -17,9 +19,6 @@ impl Driver {
     /// the thresholds. Returns the score after it (zero once banned: the ban is the penalty).
     pub(super) fn on_verdict(&mut self, peer: PeerId, severity: Severity) -> f64 {
         let now = std::time::Instant::now();
-        if self.scores.len() > 4096 {
-            self.scores.forget_old(now);
-        }
         match self.scores.report(peer, severity, now) {
             Outcome::Lowered(score) => {
                 tracing::debug!(%peer, ?severity, score, "peer score lowered");
@@ -43,11 +42,21 @@ impl Driver {
     /// Bans `peer` until `until`: its connections close and it is refused both ways, also
     /// after a restart (the ban is in the address book) until it expires.
     pub(super) fn ban(&mut self, peer: PeerId, until: OffsetDateTime) {
+        self.ban_until(peer, until, false);
+    }
+
+    /// [`ban`](Self::ban); `restoring` a ban read from the book at start (saved once after).
+    fn ban_until(&mut self, peer: PeerId, until: OffsetDateTime, restoring: bool) {
         // (A hand-edited book may say later: a year at most.)
         let until = until.min(OffsetDateTime::now_utc() + crate::scoring::MAX_BAN);
+        let again = self.ban_keys.contains_key(&peer);
         self.book.ban(peer, until);
         let until = self.book.bans()[&peer];
-        self.save_book();
+        if restoring {
+            self.book_dirty = true;
+        } else {
+            self.save_book();
+        }
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         let _ = self.apply(peer, Input::Banned(SystemTime::from(until)));
         let left = Duration::try_from(until - OffsetDateTime::now_utc())
@@ -57,9 +66,15 @@ impl Driver {
         match self.ban_keys.get(&peer) {
             Some(key) => self.bans.reset_at(key, at),
             None => {
+                if self.bans.is_empty() {
+                    self.bans = DelayQueue::new();
+                }
                 let key = self.bans.insert_at(peer, at);
                 self.ban_keys.insert(peer, key);
             }
+        }
+        if again {
+            return; // a longer ban of a banned peer: counted once
         }
         metrics::counter!(crate::telemetry::PEERS_BANNED).increment(1);
         self.on_admission(admission::Report {
@@ -105,7 +120,7 @@ impl Driver {
                 // (A hand-edited end past a year from now is cut to it: in the book too.)
                 self.book.unban(&peer);
                 self.peer(peer);
-                self.ban(peer, until);
+                self.ban_until(peer, until, true);
             }
         }
     }

@@ -9,7 +9,8 @@ impl Node {
     /// At `disconnect_below` the peer is disconnected and kept out for `rejection_cooldown`; at
     /// `ban_below` it is banned for `ban_duration`, in both directions and across restarts.
     /// The library reports its own verdicts the same way: a peer put in cooldown for its
-    /// faults (`High`), a failed handshake or a rejection (`Medium`).
+    /// faults (`High`), a rejection (`Medium`), a failed handshake (`Low`), 10 s over a stream's
+    /// rate quota (`Low`) or over `max_new_streams` / `max_handshake_streams` (`Medium`).
     ///
     /// Returns the peer's score after the report (negative; zero once banned, the ban being
     /// the penalty). Scores decay towards zero with `half_life`.

@@ -133,11 +133,6 @@ impl Scores {
         }
     }
 
-    /// How many peers have a score.
-    pub(crate) fn len(&self) -> usize {
-        self.scores.len()
-    }
-
     /// Forgets the scores that decayed to almost zero by `now`; returns how many remain.
     pub(crate) fn forget_old(&mut self, now: Instant) -> usize {
         let half = self.config.half_life.as_secs_f64().max(f64::MIN_POSITIVE);

@@ -137,8 +137,6 @@ struct Session {
     stash: HashMap<Arc<str>, VecDeque<Outgoing>>,
     /// The peer says (identify) it is glueberry-rs, which never resets a stream it is sent.
     never_resets: bool,
-    /// Rate quotas, per name with one (shared by the name's streams).
-    quotas: HashMap<Arc<str>, Arc<Mutex<crate::quota::Bucket>>>,
 }
 
 /// What a sender needs to reach the writer of a (peer, name).
@@ -157,6 +155,9 @@ pub(crate) struct Sessions {
     next_id: std::sync::atomic::AtomicU64,
     /// Set by shutdown: no new writers (sends fail, inbound streams are only read).
     draining: std::sync::atomic::AtomicBool,
+    /// Rate quotas per (peer, name) with one, shared by the name's streams and kept across
+    /// the peer's sessions until the bucket is full again (a reconnection forgives nothing).
+    quotas: Mutex<HashMap<(PeerId, Arc<str>), Arc<Mutex<crate::quota::Bucket>>>>,
 }
 
 impl Sessions {
@@ -176,7 +177,6 @@ impl Sessions {
             spares: HashMap::new(),
             stash: HashMap::new(),
             never_resets: false,
-            quotas: HashMap::new(),
         });
     }
 
@@ -195,23 +195,27 @@ impl Sessions {
         }
     }
 
-    /// The quota bucket of (peer, name) in session `session`, made on first use.
+    /// The quota bucket of (peer, name), made on first use.
     pub(crate) fn quota(
         &self,
         peer: &PeerId,
-        session: u64,
         name: &Arc<str>,
         quota: crate::quota::Quota,
-    ) -> Option<Arc<Mutex<crate::quota::Bucket>>> {
-        let mut map = lock(&self.inner);
-        let s = map.get_mut(peer).filter(|s| s.id == session)?;
-        let bucket = s.quotas.entry(name.clone()).or_insert_with(|| {
-            Arc::new(Mutex::new(crate::quota::Bucket::new(
-                quota,
-                std::time::Instant::now(),
-            )))
-        });
-        Some(bucket.clone())
+    ) -> Arc<Mutex<crate::quota::Bucket>> {
+        lock(&self.quotas)
+            .entry((*peer, name.clone()))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(crate::quota::Bucket::new(
+                    quota,
+                    std::time::Instant::now(),
+                )))
+            })
+            .clone()
+    }
+
+    /// Forgets the quota buckets no reader holds that are full again and not over.
+    pub(crate) fn forget_idle_quotas(&self, now: std::time::Instant) {
+        lock(&self.quotas).retain(|_, b| Arc::strong_count(b) > 1 || !lock(b).is_idle(now));
     }
 
     /// `peer` is a glueberry-rs node (it never resets a stream it is sent).

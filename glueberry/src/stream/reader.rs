@@ -81,7 +81,7 @@ pub(super) async fn run(
         .config
         .stream_quotas
         .get(&*name)
-        .and_then(|q| shared.sessions.quota(&peer, ids.session, &name, *q));
+        .map(|q| shared.sessions.quota(&peer, &name, *q));
     let end = loop {
         if let Some(bucket) = &bucket
             && let Some(at) = over_quota(&shared, peer, bucket, &stats)
@@ -92,6 +92,9 @@ pub(super) async fn run(
                 _ = &mut cancelled => break End::Cancelled,
                 _ = tokio::time::sleep_until(at.into()) => {}
             }
+            // Time the node spent not reading is not the peer's (a frame left half read in
+            // the buffer would otherwise run out its `frame_timeout` meanwhile).
+            frame.resume();
         }
         let (mut taken, mut taken_bytes) = (0u32, 0u64);
         let mut item = tokio::select! {
