@@ -157,8 +157,11 @@ pub(crate) struct Sessions {
     draining: std::sync::atomic::AtomicBool,
     /// Rate quotas per (peer, name) with one, shared by the name's streams and kept across
     /// the peer's sessions until the bucket is full again (a reconnection forgives nothing).
-    quotas: Mutex<HashMap<(PeerId, Arc<str>), Arc<Mutex<crate::quota::Bucket>>>>,
+    quotas: Mutex<HashMap<(PeerId, Arc<str>), SharedBucket>>,
 }
+
+/// A quota bucket shared by the readers of one (peer, name).
+type SharedBucket = Arc<Mutex<crate::quota::Bucket>>;
 
 impl Sessions {
     /// The driver saw the first connection to `peer`.
@@ -201,7 +204,7 @@ impl Sessions {
         peer: &PeerId,
         name: &Arc<str>,
         quota: crate::quota::Quota,
-    ) -> Arc<Mutex<crate::quota::Bucket>> {
+    ) -> SharedBucket {
         lock(&self.quotas)
             .entry((*peer, name.clone()))
             .or_insert_with(|| {
