@@ -224,10 +224,11 @@ async fn shutdown_in_flight(t: Transport) {
     // Subscribers saw the shutdown, then the end of the stream of events.
     let e = wait_state(&mut sub, b.peer_id(), State::Disconnected).await;
     assert_eq!(e.reason, Some(DisconnectReason::Shutdown));
-    assert!(matches!(
-        within(sub.recv()).await,
-        Err(glueberry::RecvError::Closed)
-    ));
+    let last = within(sub.recv()).await;
+    assert!(
+        matches!(last, Err(glueberry::RecvError::Closed)),
+        "{last:?}"
+    );
     assert!(matches!(
         a.send(b.peer_id(), "data", vec![1]).await,
         Err(Error::Shutdown)
