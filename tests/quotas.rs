@@ -194,44 +194,12 @@ async fn handshake_attempts_are_held_to_max_handshake_streams() {
     node.shutdown().await;
 }
 
-/// A peer that answers pings (so libp2p keeps answering its pings) and opens streams of its
-/// own.
-#[derive(libp2p::swarm::NetworkBehaviour)]
-#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
-struct Pinger {
-    ping: libp2p::ping::Behaviour,
-    stream: libp2p_stream::Behaviour,
-}
-
 /// A ping flood is answered at `max_pings` a second at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_is_answered_at_max_pings() {
-    use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+    use futures::{AsyncReadExt as _, AsyncWriteExt as _};
     let node = started(config(Transport::Tcp).with_max_pings(Some(20))).await;
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| Pinger {
-            // One ping of its own, at the start (a later one would replace the flood's stream).
-            ping: libp2p::ping::Behaviour::new(
-                libp2p::ping::Config::new().with_interval(Duration::from_secs(3600)),
-            ),
-            stream: libp2p_stream::Behaviour::new(),
-        })
-        .unwrap()
-        .build();
-    let mut control = swarm.behaviour().stream.new_control();
-    swarm.dial(node.listen_addrs()[0].clone()).unwrap();
-    let driver = tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
+    let (mut control, driver) = pinger(node.listen_addrs()[0].clone());
     let mut events = node.subscribe_events();
     while !matches!(
         within(events.recv()).await.unwrap(),

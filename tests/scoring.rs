@@ -35,6 +35,30 @@ async fn pair(a: Config, b: Config) -> (Node, Node) {
     (a, b)
 }
 
+/// `b` dials `a`, which has it banned: no connection gets to Established (watched for 2 s).
+async fn assert_kept_out(a: &Node, b: &Node) {
+    let to_a = a.listen_addrs()[0]
+        .clone()
+        .with(glueberry::multiaddr::Protocol::P2p(a.peer_id()));
+    let mut events = a.subscribe_filtered(Filter::all().peers([b.peer_id()]));
+    let _ = b.dial(to_a).await;
+    let got_in = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Ok(glueberry::Event::Connection(e)) = events.recv().await
+                && e.state == State::Established
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got_in.is_err(), "a banned peer got in");
+    assert!(matches!(
+        a.connect(b.peer_id()).await,
+        Err(Error::Banned { .. }) | Err(Error::UnknownPeer(_))
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_lowers_the_score_and_the_disconnect_threshold_acts() {
     let (a, b) = pair(config(Transport::Tcp), config(Transport::Tcp)).await;
@@ -111,23 +135,8 @@ async fn a_ban_survives_a_restart_of_the_node() {
     let a = started(a_config().with_handshake(hs())).await;
     assert_eq!(a.admission_stats().banned, 1, "enforced at start");
     assert!(matches!(a.connect(peer).await, Err(Error::Banned { .. })));
-    let to_a = a.listen_addrs()[0]
-        .clone()
-        .with(glueberry::multiaddr::Protocol::P2p(a.peer_id()));
     // b dials a: the connection is refused (or closed at once), never Established.
-    let mut events = a.subscribe_filtered(Filter::all().peers([peer]));
-    let _ = b.dial(to_a).await;
-    let seen = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            if let Ok(glueberry::Event::Connection(e)) = events.recv().await
-                && e.state == State::Established
-            {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(seen.is_err(), "a banned peer got in");
+    assert_kept_out(&a, &b).await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -141,22 +150,7 @@ async fn unblacklisting_does_not_lift_a_ban() {
     a.blacklist_peer(peer).await.unwrap();
     a.unblacklist_peer(peer).await.unwrap();
     assert!(matches!(a.connect(peer).await, Err(Error::Banned { .. })));
-    let to_a = a.listen_addrs()[0]
-        .clone()
-        .with(glueberry::multiaddr::Protocol::P2p(a.peer_id()));
-    let mut events = a.subscribe_filtered(Filter::all().peers([peer]));
-    let _ = b.dial(to_a).await;
-    let got_in = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            if let Ok(glueberry::Event::Connection(e)) = events.recv().await
-                && e.state == State::Established
-            {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(got_in.is_err(), "the ban was lifted");
+    assert_kept_out(&a, &b).await;
     a.shutdown().await;
     b.shutdown().await;
 }

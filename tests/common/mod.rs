@@ -6,6 +6,7 @@ mod bigframes;
 mod blackhole;
 mod crash;
 mod gorule;
+mod pinger;
 mod proxy;
 
 pub use attack::{Flood, hosts};
@@ -13,6 +14,7 @@ pub use bigframes::send_in_window_sized_frames;
 pub use blackhole::{Blackhole, LostPath, lose_path};
 pub use crash::{Crashable, crash_and_restart};
 pub use gorule::{Arrival, GoPeer};
+pub use pinger::pinger;
 pub use proxy::Proxy;
 
 use std::collections::HashMap;

@@ -257,18 +257,9 @@ async fn churn(unlimited: bool) {
     node.stop();
 }
 
-/// A libp2p peer that answers pings (so the node's ping handler stays active on its
-/// connection) and opens streams of its own.
-#[derive(libp2p::swarm::NetworkBehaviour)]
-#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
-struct Pinger {
-    ping: libp2p::ping::Behaviour,
-    stream: libp2p_stream::Behaviour,
-}
-
 /// 22 peers, each pinging every millisecond on a ping stream of its own, for `ATTACK`.
 async fn pings() {
-    use futures::{AsyncReadExt as _, StreamExt as _};
+    use futures::AsyncReadExt as _;
     let mut node = spawn_node("pings", true);
     node.tell();
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -277,31 +268,7 @@ async fn pings() {
     for _ in 0..22 {
         let (addr, peer, answered) = (node.addr.clone(), node.peer, answered.clone());
         tasks.push(tokio::spawn(async move {
-            let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-                .with_tokio()
-                .with_tcp(
-                    libp2p::tcp::Config::default(),
-                    libp2p::noise::Config::new,
-                    libp2p::yamux::Config::default,
-                )
-                .unwrap()
-                .with_behaviour(|_| Pinger {
-                    // Its own pings once, at the start: a later one would open a new stream,
-                    // which the node's handler takes instead of the flood's.
-                    ping: libp2p::ping::Behaviour::new(
-                        libp2p::ping::Config::new().with_interval(Duration::from_secs(3600)),
-                    ),
-                    stream: libp2p_stream::Behaviour::new(),
-                })
-                .unwrap()
-                .build();
-            let mut control = swarm.behaviour().stream.new_control();
-            swarm.dial(addr).unwrap();
-            let driver = tokio::spawn(async move {
-                loop {
-                    swarm.select_next_some().await;
-                }
-            });
+            let (mut control, driver) = glueberry_tests::pinger(addr);
             // After the node's first ping to us and ours to it.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let open = control.open_stream(peer, libp2p::StreamProtocol::new("/ipfs/ping/1.0.0"));
