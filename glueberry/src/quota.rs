@@ -134,10 +134,7 @@ impl Bucket {
             return None;
         }
         let at = now + longest;
-        if self.over_until.is_none_or(|until| now > until + GRACE) {
-            self.over_since = Some(now);
-        }
-        self.over_until = Some(at);
+        self.over(now, at);
         Some(at)
     }
 
@@ -152,11 +149,10 @@ impl Bucket {
             self.messages -= 1.0;
             return true;
         }
-        let at = now + Duration::from_secs_f64((1.0 - self.messages) / rate);
-        if self.over_until.is_none_or(|until| now > until + GRACE) {
-            self.over_since = Some(now);
-        }
-        self.over_until = Some(at);
+        self.over(
+            now,
+            now + Duration::from_secs_f64((1.0 - self.messages) / rate),
+        );
         false
     }
 
@@ -178,6 +174,15 @@ impl Bucket {
             }
             _ => now,
         }
+    }
+
+    /// The peer is over its quota at `now` until `at`: a new streak unless it comes within
+    /// [`GRACE`] of the last one's end.
+    fn over(&mut self, now: Instant, at: Instant) {
+        if self.over_until.is_none_or(|until| now > until + GRACE) {
+            self.over_since = Some(now);
+        }
+        self.over_until = Some(at);
     }
 
     /// Whether the peer has been over its quota for [`PENALTY_AFTER`] without a break; if so,

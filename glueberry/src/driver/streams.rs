@@ -97,40 +97,41 @@ impl Driver {
         }
     }
 
-    /// Whether `peer` may open one more inbound stream now (`max_new_streams`); a peer that
-    /// stays over it loses score.
+    /// Whether `peer` may open one more inbound stream of `name` now (`max_handshake_streams`
+    /// for handshake streams, then `max_new_streams`); a peer that stays over a limit loses
+    /// score (stream churn costs the node more than a flood read slowly: `Medium`).
     fn stream_allowed(&mut self, peer: PeerId, name: &str) -> bool {
+        use crate::quota::Bucket;
+        use std::time::Duration;
         let now = std::time::Instant::now();
+        let config = &self.shared.config;
+        let mut refused = None;
         if name == HANDSHAKE
-            && let Some(n) = self.shared.config.max_handshake_streams
+            && let Some(n) = config.max_handshake_streams
         {
-            let bucket = self.new_handshakes.entry(peer).or_insert_with(|| {
-                crate::quota::Bucket::per(n, std::time::Duration::from_secs(60), now)
-            });
-            if !bucket.try_take_one(now) {
-                if bucket.penalty_due(now) {
-                    tracing::info!(%peer, "peer keeps opening handshake streams over max_handshake_streams: score lowered");
-                    self.on_verdict(peer, crate::scoring::Severity::Medium);
-                }
-                return false;
-            }
+            let b = self
+                .new_handshakes
+                .entry(peer)
+                .or_insert_with(|| Bucket::per(n, Duration::from_secs(60), now));
+            refused = take_one(b, now).err().map(|p| (p, "max_handshake_streams"));
         }
-        let Some(rate) = self.shared.config.max_new_streams else {
+        if refused.is_none()
+            && let Some(n) = config.max_new_streams
+        {
+            let b = self
+                .new_streams
+                .entry(peer)
+                .or_insert_with(|| Bucket::per(n, Duration::from_secs(1), now));
+            refused = take_one(b, now).err().map(|p| (p, "max_new_streams"));
+        }
+        let Some((penalty, limit)) = refused else {
             return true;
         };
-        let bucket = self
-            .new_streams
-            .entry(peer)
-            .or_insert_with(|| crate::quota::Bucket::new(crate::quota::Quota::messages(rate), now));
-        if !bucket.try_take_one(now) {
-            if bucket.penalty_due(now) {
-                // Stream churn costs the node more than reading a flood slowly: `Medium`.
-                tracing::info!(%peer, "peer keeps opening streams over max_new_streams: score lowered");
-                self.on_verdict(peer, crate::scoring::Severity::Medium);
-            }
-            return false;
+        if penalty {
+            tracing::info!(%peer, limit, "peer keeps opening streams over its limit: score lowered");
+            self.on_verdict(peer, crate::scoring::Severity::Medium);
         }
-        true
+        false
     }
 
     /// A new handshake stream, while Established, on a connection that came up after the
@@ -179,5 +180,14 @@ impl Driver {
             }
         }
         let _ = self.apply(peer, Input::HandshakeStreamOpened);
+    }
+}
+
+/// Takes one from `bucket`; when none is left, `Err` says whether a penalty is due.
+fn take_one(bucket: &mut crate::quota::Bucket, now: std::time::Instant) -> Result<(), bool> {
+    if bucket.try_take_one(now) {
+        Ok(())
+    } else {
+        Err(bucket.penalty_due(now))
     }
 }
