@@ -158,10 +158,22 @@ pub(super) async fn run(mut t: Task) {
                 t.stats.pending(-(batch.len() as i64));
             }
         }
+        let mut took = 0;
         let written = tokio::select! {
             biased;
-            _ = t.link.token.cancelled() => break Stop::Cancelled,
-            r = write_counted(&mut t.write, &buf) => r,
+            _ = t.link.token.cancelled() => {
+                // The frames the muxer took whole before the end were written: the peer may
+                // read them.
+                let whole = ends.iter().take_while(|&&end| end <= took).count();
+                ends.clear();
+                let rest = batch.split_off(whole);
+                for m in batch.drain(..) {
+                    delivered(&t.stats, m);
+                }
+                batch = rest;
+                break Stop::Cancelled;
+            }
+            r = write_counted(&mut t.write, &buf, &mut took) => r,
         };
         match written {
             Ok(()) => {
@@ -204,19 +216,20 @@ pub(super) async fn run(mut t: Task) {
 }
 
 /// Writes `buf` and flushes. On failure, also says how many bytes the muxer took first.
+/// `took` counts the bytes the muxer took, also when the write is cancelled.
 async fn write_counted(
     write: &mut WriteHalf<Stream>,
     buf: &[u8],
+    took: &mut usize,
 ) -> Result<(), (usize, std::io::Error)> {
-    let mut took = 0;
-    while took < buf.len() {
-        match write.write(&buf[took..]).await {
-            Ok(0) => return Err((took, std::io::ErrorKind::WriteZero.into())),
-            Ok(n) => took += n,
-            Err(e) => return Err((took, e)),
+    while *took < buf.len() {
+        match write.write(&buf[*took..]).await {
+            Ok(0) => return Err((*took, std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => *took += n,
+            Err(e) => return Err((*took, e)),
         }
     }
-    write.flush().await.map_err(|e| (took, e))
+    write.flush().await.map_err(|e| (*took, e))
 }
 
 /// `m` was written: counted the first time, and its sender told. Returns it as a copy.
@@ -316,6 +329,7 @@ async fn recover(
                 ends.push(buf.len());
             }
             let token = t.link.token.clone();
+            let mut progress = 0;
             let written = tokio::select! {
                 biased;
                 _ = token.cancelled() => {
@@ -323,7 +337,7 @@ async fn recover(
                     t.stats.lost_outgoing(&resend);
                     return Some(Stop::Cancelled);
                 }
-                r = write_counted(&mut t.write, buf) => r,
+                r = write_counted(&mut t.write, buf, &mut progress) => r,
             };
             match written {
                 Ok(()) => {
