@@ -2,7 +2,7 @@
 //! frames gets one report a second, carrying how many faults it stands for, then is disconnected
 //! and kept out for the cooldown; all of it counted.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::AsyncWriteExt as _;
 use glueberry::{AdmissionCause, DisconnectReason, Event, State};
@@ -29,23 +29,16 @@ async fn a_peer_that_keeps_faulting_is_reported_at_the_rate_limit_then_kept_out(
     // enough and the streams fail).
     let protocol = StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
     let started = Instant::now();
-    let mut sent = 0u64;
-    for _ in 0..10 * MAX {
-        let Ok(Ok(mut s)) = tokio::time::timeout(
-            Duration::from_secs(5),
-            raw.control
-                .clone()
-                .open_stream(node.peer_id(), protocol.clone()),
+    let sent = raw
+        .churn(
+            node.peer_id(),
+            &protocol,
+            10 * MAX as usize,
+            async |mut s| {
+                s.write_all(&[0x0a, 0x09, 1, 2, 3]).await.is_ok() && s.close().await.is_ok()
+            },
         )
-        .await
-        else {
-            break;
-        };
-        if s.write_all(&[0x0a, 0x09, 1, 2, 3]).await.is_err() || s.close().await.is_err() {
-            break;
-        }
-        sent += 1;
-    }
+        .await as u64;
     assert!(sent >= u64::from(MAX), "sent {sent}");
 
     // The peer was disconnected for its faults, and it was counted.

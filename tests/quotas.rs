@@ -91,14 +91,9 @@ async fn a_peer_that_stays_over_its_quota_loses_score() {
         let m = b.messages();
         async move { while m.recv().await.is_ok() {} }
     });
-    let lowered = within(async {
-        loop {
-            let score = b.peer_score(a.peer_id()).await.unwrap();
-            if score < 0.0 {
-                return score;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let lowered = eventually(async || {
+        let score = b.peer_score(a.peer_id()).await.unwrap();
+        (score < 0.0).then_some(score)
     })
     .await;
     assert!(lowered <= -0.9, "{lowered}");
@@ -124,35 +119,75 @@ async fn stream_churn_is_held_to_max_new_streams() {
     raw.outcome().await.unwrap();
     wait_state(&mut events, raw.peer_id, State::Connected).await;
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
-    let mut opened = 0;
+    let started = Instant::now();
+    let mut control = raw.control.clone();
+    let mut opened = 0u64;
     for _ in 0..200 {
-        let Ok(Ok(mut s)) = tokio::time::timeout(
-            Duration::from_secs(5),
-            raw.control
-                .clone()
-                .open_stream(node.peer_id(), protocol.clone()),
-        )
-        .await
-        else {
-            break;
-        };
-        let _ = s.close().await;
-        opened += 1;
-    }
-    assert!(opened > 100, "{opened}");
-    let refused = within(async {
-        loop {
-            let r = node
-                .peer_stats(&raw.peer_id)
-                .map_or(0, |s| s.refused_streams);
-            if r >= 100 {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(mut s) = within(control.open_stream(node.peer_id(), protocol.clone())).await {
+            let _ = s.close().await;
+            opened += 1;
         }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // One second's worth at once, then 20 a second; the rest reset before negotiation (which
+    // the opener sees as a protocol not supported).
+    assert!(
+        opened as f64 <= 20.0 * (1.0 + secs) + 1.0,
+        "{opened} in {secs:.1} s"
+    );
+    let refused = eventually(async || {
+        let r = node
+            .peer_stats(&raw.peer_id)
+            .map_or(0, |s| s.refused_streams);
+        (r >= 200 - opened).then_some(r)
     })
     .await;
-    assert!(refused <= 200, "{refused}");
+    assert_eq!(refused, 200 - opened);
+    node.shutdown().await;
+}
+
+/// Streams whose negotiation fails (a protocol the node does not speak, which the swarm never
+/// reports) are charged to `max_new_streams` as much as the others: over it they are refused
+/// before negotiation and counted, and a peer that keeps at it for 10 s loses score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_fail_negotiation_count_against_max_new_streams() {
+    let node = started(config(Transport::Tcp).with_max_new_streams(Some(20))).await;
+    let mut events = node.subscribe_events();
+    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    raw.outcome().await.unwrap();
+    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let protocol = libp2p::StreamProtocol::new("/not-glueberry/1.0.0");
+    let started = Instant::now();
+    let mut control = raw.control.clone();
+    let mut attempts = 0u64;
+    // 11 s of it: the penalty comes after 10 s over the limit without a break.
+    while started.elapsed() < Duration::from_secs(11) {
+        let open = control.open_stream(node.peer_id(), protocol.clone());
+        // Negotiated and failed, or reset before negotiation: the opener cannot tell.
+        assert!(
+            within(open).await.is_err(),
+            "the node does not speak {protocol}"
+        );
+        attempts += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // One second's worth at once, then 20 a second, negotiated (and failed); the rest refused.
+    let most = (20.0 * (1.0 + secs)) as u64 + 1;
+    assert!(attempts > 2 * most, "{attempts} in {secs:.1} s");
+    let refused = eventually(async || {
+        let r = node
+            .peer_stats(&raw.peer_id)
+            .map_or(0, |s| s.refused_streams);
+        (r >= attempts - most).then_some(r)
+    })
+    .await;
+    assert!(refused <= attempts, "{refused} of {attempts}");
+    let score = eventually(async || {
+        let score = node.peer_score(raw.peer_id).await.unwrap();
+        (score < 0.0).then_some(score)
+    })
+    .await;
+    assert!(score <= -9.0, "a Medium verdict: {score}");
     node.shutdown().await;
 }
 
@@ -166,27 +201,19 @@ async fn handshake_attempts_are_held_to_max_handshake_streams() {
     raw.outcome().await.unwrap();
     wait_state(&mut events, raw.peer_id, State::Connected).await;
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
-    for _ in 0..25 {
-        let mut s = within(
-            raw.control
-                .clone()
-                .open_stream(node.peer_id(), protocol.clone()),
-        )
-        .await
-        .unwrap();
-        let _ = s.close().await;
-    }
+    let opened = raw
+        .churn(node.peer_id(), &protocol, 25, async |mut s| {
+            let _ = s.close().await;
+            true
+        })
+        .await;
+    assert_eq!(opened, 25);
     // 10 let through (all at once), the other 15 refused (well within a minute).
-    let refused = within(async {
-        loop {
-            let r = node
-                .peer_stats(&raw.peer_id)
-                .map_or(0, |s| s.refused_streams);
-            if r >= 15 {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let refused = eventually(async || {
+        let r = node
+            .peer_stats(&raw.peer_id)
+            .map_or(0, |s| s.refused_streams);
+        (r >= 15).then_some(r)
     })
     .await;
     // (At least: a refusal for too many streams of one name would count too.)

@@ -96,13 +96,6 @@ impl Faults {
         w.punished |= punish;
         Verdict { report, punish }
     }
-
-    /// The punishment of `peer` could not be handed over: the next fault tries again.
-    pub(crate) fn retry(&mut self, peer: &PeerId) {
-        if let Some(w) = self.windows.get_mut(peer) {
-            w.punished = false;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -30,15 +30,6 @@ pub(crate) struct OpenStream {
     pub(crate) reply: crate::behaviour::streams::OpenReply,
 }
 
-/// What a stream reader tells the driver about a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Misbehaviour {
-    /// It reached `max_faults`: disconnect it for `fault_cooldown`.
-    Faults,
-    /// It stayed over a rate quota for `quota::PENALTY_AFTER`: a `Low` verdict.
-    OverQuota,
-}
-
 /// What every task of one node can reach. Each field has one writer, named in its doc.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -58,9 +49,10 @@ pub(crate) struct Shared {
     pub(crate) inbox: Arc<crate::inbox::Inbox>,
     /// Peers' faults: what is reported, who is punished. Written by stream readers.
     pub(crate) faults: Mutex<crate::faults::Faults>,
-    /// Peers that reached `max_faults`, to the driver (which disconnects them and keeps them
-    /// out for `fault_cooldown`).
-    pub(crate) faulty: tokio::sync::mpsc::Sender<(PeerId, Misbehaviour)>,
+    /// What stream readers and connections find against peers (faults past `max_faults`,
+    /// quota excess, refused streams), to the driver, which keeps the scores. Posted by any
+    /// task, taken by the driver.
+    pub(crate) mail: Arc<crate::scoring::mailbox::Mailbox>,
     /// Event fan-out to subscriptions, through the forwarder task.
     pub(crate) events: Hub,
     /// Per-peer statistics: connection fields written by the driver, counters by the stream

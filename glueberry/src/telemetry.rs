@@ -70,7 +70,7 @@ pub const RECONNECT_ATTEMPTS: &str = "glueberry_reconnect_attempts_total";
 pub const FRAMES_WRITTEN: &str = "glueberry_frames_written_total";
 /// Counter `glueberry_stream_faults_total`: Bad frames from peers, by whether the stream was reset.
 pub const STREAM_FAULTS: &str = "glueberry_stream_faults_total";
-/// Counter `glueberry_inbound_streams_refused_total`: Inbound streams refused (not prepared, too many, peer gone).
+/// Counter `glueberry_inbound_streams_refused_total`: Inbound streams refused (over `max_new_streams` or `max_handshake_streams`, too many waiting, not prepared, peer gone).
 pub const INBOUND_STREAMS_REFUSED: &str = "glueberry_inbound_streams_refused_total";
 /// Counter `glueberry_connections_refused_total`: Inbound connections refused by a limit, by limit.
 pub const CONNECTIONS_REFUSED: &str = "glueberry_connections_refused_total";
@@ -207,7 +207,7 @@ pub fn describe() {
     );
     describe_counter!(
         INBOUND_STREAMS_REFUSED,
-        "Inbound streams refused (not prepared, too many, peer gone)."
+        "Inbound streams refused (over max_new_streams or max_handshake_streams, too many waiting, not prepared, peer gone)."
     );
     describe_counter!(
         CONNECTIONS_REFUSED,

@@ -109,6 +109,20 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f).await.expect("timed out")
 }
 
+/// Polls `probe` every 20 ms until it gives a value, within the liveness bound: for what the
+/// node shows in its stats or score but announces with no event.
+pub async fn eventually<T>(mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    within(async {
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// The byte-tag handshake (1 Hello, 2 PubKey + key, 3 Complete) with one peer. Returns the
 /// non-handshake messages that arrived meanwhile, oldest first.
 pub async fn handshake(
@@ -323,6 +337,31 @@ impl RawPeer {
         within(self.control.clone().open_stream(peer, protocol))
             .await
             .expect("open stream")
+    }
+
+    /// Opens streams of `protocol` to `peer` one after the other, at most `max`, and hands each
+    /// to `each` (which returns false to stop). Stops at the first stream that cannot be
+    /// opened within 5 s. Returns how many streams were opened.
+    pub async fn churn(
+        &self,
+        peer: PeerId,
+        protocol: &StreamProtocol,
+        max: usize,
+        mut each: impl AsyncFnMut(libp2p::Stream) -> bool,
+    ) -> usize {
+        let mut opened = 0;
+        let mut control = self.control.clone();
+        while opened < max {
+            let open = control.open_stream(peer, protocol.clone());
+            let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), open).await else {
+                break;
+            };
+            opened += 1;
+            if !each(s).await {
+                break;
+            }
+        }
+        opened
     }
 
     /// The v1 stream key this peer shares with a node whose public key is `node_key`.

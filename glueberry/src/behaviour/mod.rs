@@ -3,11 +3,14 @@
 pub(crate) mod paced;
 pub(crate) mod streams;
 
+use std::sync::Arc;
+
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{Swarm, allow_block_list, identify, ping};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::scoring::mailbox::Mailbox;
 use crate::transport;
 
 /// The identify protocol version string.
@@ -25,8 +28,9 @@ pub(crate) struct Behaviour {
     pub(crate) admission: crate::admission::Behaviour,
     pub(crate) stream: streams::Behaviour,
     pub(crate) identify: identify::Behaviour,
-    /// libp2p's ping, its handlers paced (`max_pings`): a ping flood is answered at that rate.
-    pub(crate) ping: paced::Paced<ping::Behaviour>,
+    /// libp2p's ping, inbound pings answered at `max_pings` at most: a ping flood is answered
+    /// at that rate, and a flooder loses score.
+    pub(crate) ping: paced::Paced,
 }
 
 /// The swarm and the handles the driver keeps on its transport.
@@ -36,22 +40,27 @@ pub(crate) struct Built {
     pub(crate) switches: transport::sever::Switches,
     /// The pending-inbound places (to count evictions).
     pub(crate) pending: transport::pending::Slots,
+    /// The peers' inbound-stream allowances (`max_new_streams`; idle ones forgotten by the
+    /// driver).
+    pub(crate) meter: std::sync::Arc<transport::meter::Meter>,
 }
 
-/// Builds the swarm: TCP + Noise + yamux, QUIC v1, DNS. It does not listen yet.
-pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
+/// Builds the swarm: TCP + Noise + yamux, QUIC v1, DNS. It does not listen yet. What its
+/// connections find against peers (streams over `max_new_streams`, ping floods) goes to `mail`.
+pub(crate) fn build_swarm(config: &Config, mail: &Arc<Mailbox>) -> Result<Built, Error> {
     let switches = transport::sever::Switches::default();
+    let meter = transport::meter::Meter::new(config.max_new_streams, mail.clone());
     let pending = transport::pending::Slots::new(config.max_pending_inbound);
     let settings = transport::Settings {
         handshake_timeout: config.security_handshake_timeout,
         quic_idle_timeout: config.ping_timeout,
     };
     let keypair = libp2p::identity::Keypair::from(config.keypair.clone());
-    let (sw, slots) = (switches.clone(), pending.clone());
+    let (sw, slots, me) = (switches.clone(), pending.clone(), meter.clone());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_other_transport(move |key| {
-            transport::build(key, &settings, sw, slots)
+            transport::build(key, &settings, sw, me, slots)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         })
         .map_err(|e| Error::Transport(e.to_string()))?
@@ -72,6 +81,7 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
                         .with_timeout(config.ping_timeout),
                 ),
                 config.max_pings,
+                mail.clone(),
             ),
         })
         .map_err(|e| Error::Transport(e.to_string()))?
@@ -81,5 +91,6 @@ pub(crate) fn build_swarm(config: &Config) -> Result<Built, Error> {
         swarm,
         switches,
         pending,
+        meter,
     })
 }

@@ -1,40 +1,71 @@
-//! A behaviour whose connection handlers are polled at most so many times a second per
-//! connection: wrapped around libp2p's ping, it answers a peer's pings at most at that rate
-//! (each poll answers at most one), so a ping flood costs the node that rate, and the muxer's
-//! flow control pushes back on the flooder (docs/scoring.md, "Quotas"). The node's own pings
-//! (every `ping_interval`) are far below it.
+//! libp2p's ping, with the answering side our own and paced (`max_pings`, docs/scoring.md
+//! "Quotas"): each connection answers at most `max_pings` pings a second. Past that, the
+//! answer waits, so reading stops and the muxer's flow control pushes back on the flooder; a
+//! peer that stays over the rate for 10 s without a break gets a `Low` verdict for every
+//! 10 s (through the driver's mailbox). libp2p's handler keeps the rest: the node's own
+//! pings, their round-trip times and failures, which are never held up by a flood.
+//!
+//! The answer is libp2p's (`/ipfs/ping/1.0.0`: 32 bytes echoed, again and again on one
+//! stream); a peer's newer ping stream replaces the older one, as in libp2p.
 
-use std::pin::Pin;
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use libp2p::PeerId;
+use futures::future::BoxFuture;
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, FutureExt as _};
 use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::core::{Endpoint, Multiaddr};
-use libp2p::swarm::handler::ConnectionEvent;
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
     ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
-    NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    NetworkBehaviour, StreamProtocol, SubstreamProtocol, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
 };
+use libp2p::{PeerId, ping};
 
-use crate::quota::Bucket;
+use crate::quota::{Bucket, Quota};
+use crate::scoring::Severity;
+use crate::scoring::mailbox::Mailbox;
 use crate::telemetry as m;
 
-/// `B`, its handlers polled at most `per_sec` times a second each (`None`: no limit).
-pub(crate) struct Paced<B> {
-    inner: B,
+/// The ping behaviour, its inbound pings answered at most `per_sec` times a second per
+/// connection (`None`: libp2p's own handler answers them, unpaced).
+pub(crate) struct Paced {
+    inner: ping::Behaviour,
     per_sec: Option<u32>,
+    mail: Arc<Mailbox>,
 }
 
-impl<B> Paced<B> {
-    pub(crate) fn new(inner: B, per_sec: Option<u32>) -> Self {
-        Self { inner, per_sec }
+impl Paced {
+    pub(crate) fn new(inner: ping::Behaviour, per_sec: Option<u32>, mail: Arc<Mailbox>) -> Self {
+        Self {
+            inner,
+            per_sec,
+            mail,
+        }
+    }
+
+    fn handler<H>(&self, inner: H, peer: PeerId) -> PacedHandler<H> {
+        PacedHandler {
+            inner,
+            pace: self.per_sec.map(|n| {
+                Arc::new(Pace {
+                    peer,
+                    mail: self.mail.clone(),
+                    bucket: Mutex::new(Bucket::new(Quota::messages(n), now())),
+                })
+            }),
+            answering: None,
+        }
     }
 }
 
-impl<B: NetworkBehaviour> NetworkBehaviour for Paced<B> {
-    type ConnectionHandler = PacedHandler<THandler<B>>;
-    type ToSwarm = B::ToSwarm;
+impl NetworkBehaviour for Paced {
+    type ConnectionHandler = PacedHandler<THandler<ping::Behaviour>>;
+    type ToSwarm = ping::Event;
 
     fn handle_pending_inbound_connection(
         &mut self,
@@ -56,7 +87,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Paced<B> {
         let inner = self
             .inner
             .handle_established_inbound_connection(id, peer, local, remote)?;
-        Ok(PacedHandler::new(inner, self.per_sec))
+        Ok(self.handler(inner, peer))
     }
 
     fn handle_pending_outbound_connection(
@@ -81,7 +112,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Paced<B> {
         let inner = self
             .inner
             .handle_established_outbound_connection(id, peer, addr, endpoint, port_use)?;
-        Ok(PacedHandler::new(inner, self.per_sec))
+        Ok(self.handler(inner, peer))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -105,25 +136,73 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Paced<B> {
     }
 }
 
-/// A handler polled at most at its bucket's rate.
-pub(crate) struct PacedHandler<H> {
-    inner: H,
-    bucket: Option<Bucket>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+/// The clock of the pace: tokio's, so that tests can pause it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
-impl<H> PacedHandler<H> {
-    fn new(inner: H, per_sec: Option<u32>) -> Self {
-        let bucket = per_sec.map(|n| Bucket::new(crate::quota::Quota::messages(n), Instant::now()));
-        Self {
-            inner,
-            bucket,
-            sleep: None,
+/// One connection's allowance of pings.
+struct Pace {
+    peer: PeerId,
+    mail: Arc<Mailbox>,
+    bucket: Mutex<Bucket>,
+}
+
+impl Pace {
+    /// Takes one ping's allowance, or says when there will be one (and reports a peer that
+    /// has been over the rate for too long).
+    fn take(&self, now: Instant) -> Option<Instant> {
+        let (at, penalty) = {
+            let mut b = crate::shared::lock(&self.bucket);
+            if b.try_take_one(now) {
+                return None;
+            }
+            (b.ready_at_one(now), b.penalty_due(now))
+        };
+        if penalty {
+            tracing::info!(peer = %self.peer, limit = "max_pings", "peer keeps pinging over the rate: score lowered");
+            self.mail.verdict(self.peer, Severity::Low);
         }
+        Some(at)
     }
 }
 
-impl<H: ConnectionHandler> ConnectionHandler for PacedHandler<H> {
+/// Answers the pings of one stream, each once `pace` allows it, until the stream ends.
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    pace: Arc<Pace>,
+) -> io::Result<()> {
+    let mut payload = [0u8; 32];
+    loop {
+        stream.read_exact(&mut payload).await?;
+        if let Some(mut at) = pace.take(now()) {
+            metrics::counter!(m::PINGS_PACED).increment(1);
+            loop {
+                tokio::time::sleep_until(at.into()).await;
+                match pace.take(now()) {
+                    None => break,
+                    Some(later) => at = later,
+                }
+            }
+        }
+        stream.write_all(&payload).await?;
+        stream.flush().await?;
+    }
+}
+
+/// libp2p's ping handler, its inbound pings answered by [`answer`] when paced.
+pub(crate) struct PacedHandler<H> {
+    inner: H,
+    /// `None`: not paced (libp2p's handler answers).
+    pace: Option<Arc<Pace>>,
+    /// The newest inbound ping stream being answered.
+    answering: Option<BoxFuture<'static, io::Result<()>>>,
+}
+
+impl<H> ConnectionHandler for PacedHandler<H>
+where
+    H: ConnectionHandler<InboundProtocol = ReadyUpgrade<StreamProtocol>>,
+{
     type FromBehaviour = H::FromBehaviour;
     type ToBehaviour = H::ToBehaviour;
     type InboundProtocol = H::InboundProtocol;
@@ -145,23 +224,11 @@ impl<H: ConnectionHandler> ConnectionHandler for PacedHandler<H> {
     ) -> Poll<
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
-        if let Some(sleep) = &mut self.sleep {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.sleep = None;
-        }
-        if let Some(bucket) = &mut self.bucket {
-            let now = Instant::now();
-            if !bucket.try_take_one(now) {
-                metrics::counter!(m::PINGS_PACED).increment(1);
-                let at = bucket.ready_at_one(now);
-                let mut sleep = Box::pin(tokio::time::sleep_until(at.into()));
-                // Registers the waker: polled again when a poll is due.
-                let _ = sleep.as_mut().poll(cx);
-                self.sleep = Some(sleep);
-                return Poll::Pending;
-            }
+        if let Some(answering) = &mut self.answering
+            && let Poll::Ready(end) = answering.poll_unpin(cx)
+        {
+            tracing::debug!(?end, "inbound ping stream ended");
+            self.answering = None;
         }
         self.inner.poll(cx)
     }
@@ -183,6 +250,55 @@ impl<H: ConnectionHandler> ConnectionHandler for PacedHandler<H> {
             Self::OutboundOpenInfo,
         >,
     ) {
-        self.inner.on_connection_event(event);
+        match (event, &self.pace) {
+            (
+                ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                    protocol: mut stream,
+                    ..
+                }),
+                Some(pace),
+            ) => {
+                // As libp2p's handler: pings alone do not keep a connection alive.
+                stream.ignore_for_keep_alive();
+                self.answering = Some(answer(stream, pace.clone()).boxed());
+            }
+            (event, _) => self.inner.on_connection_event(event),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flooder on the other end of an in-memory stream, on virtual time: answered at the
+    /// rate (one second's worth at once), and reported once per 10 s over it.
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_flood_is_answered_at_the_rate_and_the_flooder_reported() {
+        use tokio_util::compat::TokioAsyncReadCompatExt as _;
+        let mail = Arc::new(Mailbox::default());
+        let peer = PeerId::random();
+        let pace = Arc::new(Pace {
+            peer,
+            mail: mail.clone(),
+            bucket: Mutex::new(Bucket::new(Quota::messages(20), now())),
+        });
+        let (ours, theirs) = tokio::io::duplex(1024);
+        let server = tokio::spawn(answer(ours.compat(), pace));
+        let mut flooder = theirs.compat();
+        let start = tokio::time::Instant::now();
+        let mut answered = 0u32;
+        let mut buf = [0u8; 32];
+        while start.elapsed() < std::time::Duration::from_secs(21) {
+            flooder.write_all(&[answered as u8; 32]).await.unwrap();
+            flooder.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, [answered as u8; 32]);
+            answered += 1;
+        }
+        // 20 at once, then 20 a second for 21 s.
+        assert!((440..=441).contains(&answered), "{answered}");
+        let got = mail.take();
+        assert_eq!(got[&peer].low, 2, "one verdict per 10 s over: {got:?}");
+        server.abort();
     }
 }

@@ -72,11 +72,13 @@ impl Config {
         self
     }
 
-    /// How many inbound streams (every name, the handshake stream included) one peer may open
-    /// per second, one second's worth at once; the ones over it are refused (reset at once),
-    /// counted in `PeerStats::refused_streams`, and a peer that keeps at it loses score (a
-    /// `Medium` verdict for every 10 s over without a break; docs/scoring.md, "Quotas"). `None`
-    /// is unlimited. Default 32.
+    /// How many inbound streams one peer may open per second over all its connections, whatever
+    /// their protocol (glueberry's, the handshake stream, identify, ping, and streams whose
+    /// negotiation fails), one second's worth at once. Each is charged before its negotiation;
+    /// the ones over it are dropped at once (which resets them), counted in
+    /// `PeerStats::refused_streams`, and a peer that keeps at it loses score (a `Medium` verdict
+    /// for every 10 s over without a break; docs/scoring.md, "Quotas"). `None` is unlimited.
+    /// Default 32.
     #[must_use]
     pub fn with_max_new_streams(mut self, per_sec: Option<u32>) -> Self {
         self.max_new_streams = per_sec;
@@ -84,19 +86,21 @@ impl Config {
     }
 
     /// How many handshake streams (handshake attempts) one peer may open per minute, all at
-    /// once if it likes; the ones over it are refused as `max_new_streams` refuses streams,
-    /// and a peer that keeps at it for 10 s loses score (`Medium`). `None` is unlimited.
-    /// Default 30.
+    /// once if it likes; each is charged once negotiated, and the ones over it are dropped and
+    /// counted as `max_new_streams` does; a peer that keeps at it for 10 s loses score
+    /// (`Medium`). `None` is unlimited. Default 30.
     #[must_use]
     pub fn with_max_handshake_streams(mut self, per_minute: Option<u32>) -> Self {
         self.max_handshake_streams = per_minute;
         self
     }
 
-    /// How many times a second at most the ping protocol of one connection is served, so a
-    /// ping flood is answered at that rate and the muxer pushes back on the flooder (counted in
-    /// `glueberry_pings_paced_total`; docs/scoring.md, "Quotas"). The node's own pings and
-    /// honest peers' (every few seconds) are far below it. `None` is unlimited. Default 100.
+    /// How many of a peer's pings each connection answers per second at most, one second's
+    /// worth at once: past it an answer waits, so a ping flood is answered at that rate and the
+    /// muxer pushes back on the flooder (counted in `glueberry_pings_paced_total`), and a peer
+    /// that stays over it for 10 s loses score (a `Low` verdict per 10 s; docs/scoring.md,
+    /// "Quotas"). The node's own pings are never held up by it. `None` is unlimited (libp2p's
+    /// ping as it is). Default 100.
     #[must_use]
     pub fn with_max_pings(mut self, per_sec: Option<u32>) -> Self {
         self.max_pings = per_sec;

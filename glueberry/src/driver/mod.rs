@@ -48,10 +48,6 @@ pub(crate) const COMMAND_BUFFER: usize = 256;
 /// Capacity of the channel of stream-open requests from senders to the driver.
 pub(crate) const OPEN_BUFFER: usize = 256;
 
-/// Capacity of the channel of peers that reached `max_faults`, from stream readers (one
-/// message per peer per fault window; a full channel is retried by the next fault).
-pub(crate) const FAULTY_BUFFER: usize = 64;
-
 /// Longest time shutdown waits for connections and listeners to close cleanly.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -82,8 +78,6 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     opens: mpsc::Receiver<OpenStream>,
-    /// Peers that reached `max_faults`.
-    faulty: mpsc::Receiver<(PeerId, crate::shared::Misbehaviour)>,
     params: Params,
     peers: HashMap<PeerId, Peer>,
     timers: DelayQueue<(PeerId, Timer)>,
@@ -125,8 +119,8 @@ pub(crate) struct Driver {
     throttle: Throttle<AdmissionCause>,
     /// Peer scores (docs/scoring.md).
     scores: crate::scoring::Scores,
-    /// Inbound streams opened, per peer (`max_new_streams`).
-    new_streams: HashMap<PeerId, crate::quota::Bucket>,
+    /// The peers' inbound-stream allowances (`max_new_streams`), charged by the transport.
+    meter: Arc<crate::transport::meter::Meter>,
     /// Handshake streams opened, per peer (`max_handshake_streams`).
     new_handshakes: HashMap<PeerId, crate::quota::Bucket>,
     /// Ends of timed bans.
@@ -140,7 +134,6 @@ impl Driver {
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
         opens: mpsc::Receiver<OpenStream>,
-        faulty: mpsc::Receiver<(PeerId, crate::shared::Misbehaviour)>,
         book: Book,
         persist: watch::Sender<Snapshot>,
     ) -> Self {
@@ -151,13 +144,13 @@ impl Driver {
             swarm,
             switches,
             pending,
+            meter,
         } = built;
         let mut driver = Self {
             swarm,
             shared,
             commands,
             opens,
-            faulty,
             params,
             peers: HashMap::new(),
             timers: DelayQueue::new(),
@@ -181,7 +174,7 @@ impl Driver {
             switches,
             throttle: Throttle::new(std::time::Duration::from_secs(1)),
             scores: crate::scoring::Scores::new(shared_scoring),
-            new_streams: HashMap::new(),
+            meter,
             new_handshakes: HashMap::new(),
             bans: DelayQueue::new(),
             ban_keys: HashMap::new(),
@@ -219,6 +212,7 @@ impl Driver {
 
     pub(crate) async fn run(mut self) {
         let token = self.shared.token.clone();
+        let mail = self.shared.mail.clone();
         // Batched address-book changes (last_seen, public keys) are written this often.
         let mut flush = tokio::time::interval(self.shared.config.book_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -247,12 +241,7 @@ impl Driver {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(open) = self.opens.recv() => self.on_open(open),
-                Some((peer, what)) = self.faulty.recv() => match what {
-                    crate::shared::Misbehaviour::Faults => self.on_faulty(peer),
-                    crate::shared::Misbehaviour::OverQuota => {
-                        self.on_verdict(peer, crate::scoring::Severity::Low);
-                    }
-                },
+                _ = mail.posted() => self.on_mail(),
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
                 Some(ended) = self.bans.next() => self.unban(ended.into_inner()),
                 _ = &mut live_timer, if armed.is_some() => {
@@ -299,7 +288,7 @@ impl Driver {
         self.scores.forget_old(now);
         // Stream limits of peers that are back within them and not over: forgotten (a peer
         // that reconnects does not get a fresh allowance while it is over).
-        self.new_streams.retain(|_, b| !b.is_idle(now));
+        self.meter.forget_idle(now);
         self.new_handshakes.retain(|_, b| !b.is_idle(now));
         self.shared.sessions.forget_idle_quotas(now);
     }

@@ -39,6 +39,28 @@ impl Driver {
         }
     }
 
+    /// Takes what stream readers and connections found against peers: refused streams are
+    /// counted, a peer past `max_faults` is disconnected for `fault_cooldown`, verdicts lower
+    /// scores.
+    pub(super) fn on_mail(&mut self) {
+        for (peer, tally) in self.shared.mail.take() {
+            if tally.refused_streams > 0
+                && let Some(e) = self.shared.stats.get(&peer)
+            {
+                e.streams_refused(tally.refused_streams);
+            }
+            if tally.faulted {
+                self.on_faulty(peer);
+            }
+            for _ in 0..tally.medium {
+                self.on_verdict(peer, Severity::Medium);
+            }
+            for _ in 0..tally.low {
+                self.on_verdict(peer, Severity::Low);
+            }
+        }
+    }
+
     /// Bans `peer` until `until`: its connections close and it is refused both ways, also
     /// after a restart (the ban is in the address book) until it expires.
     pub(super) fn ban(&mut self, peer: PeerId, until: OffsetDateTime) {

@@ -63,12 +63,12 @@ impl Driver {
         let Some(name) = self.accepting.get(&protocol).cloned() else {
             return;
         };
-        if !self.stream_allowed(peer, &name) {
-            // Over `max_new_streams`: dropped, which resets it.
+        if name == HANDSHAKE && !self.handshake_allowed(peer) {
+            // Over `max_handshake_streams`: dropped, which resets it.
             drop(s);
             metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
             if let Some(e) = self.shared.stats.get(&peer) {
-                e.stream_refused();
+                e.streams_refused(1);
             }
             return;
         }
@@ -87,7 +87,7 @@ impl Driver {
             tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
             metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
             if let Some(e) = self.shared.stats.get(&peer) {
-                e.stream_refused();
+                e.streams_refused(1);
             }
             return;
         }
@@ -97,38 +97,25 @@ impl Driver {
         }
     }
 
-    /// Whether `peer` may open one more inbound stream of `name` now (`max_handshake_streams`
-    /// for handshake streams, then `max_new_streams`); a peer that stays over a limit loses
-    /// score (stream churn costs the node more than a flood read slowly: `Medium`).
-    fn stream_allowed(&mut self, peer: PeerId, name: &str) -> bool {
+    /// Whether `peer` may open one more handshake stream now (`max_handshake_streams`; every
+    /// inbound stream was charged to `max_new_streams` by the transport already). A peer that
+    /// stays over the limit loses score (churn costs the node more than a flood read slowly:
+    /// `Medium`).
+    fn handshake_allowed(&mut self, peer: PeerId) -> bool {
         use crate::quota::Bucket;
-        use std::time::Duration;
-        let now = std::time::Instant::now();
-        let config = &self.shared.config;
-        let mut refused = None;
-        if name == HANDSHAKE
-            && let Some(n) = config.max_handshake_streams
-        {
-            let b = self
-                .new_handshakes
-                .entry(peer)
-                .or_insert_with(|| Bucket::per(n, Duration::from_secs(60), now));
-            refused = take_one(b, now).err().map(|p| (p, "max_handshake_streams"));
-        }
-        if refused.is_none()
-            && let Some(n) = config.max_new_streams
-        {
-            let b = self
-                .new_streams
-                .entry(peer)
-                .or_insert_with(|| Bucket::per(n, Duration::from_secs(1), now));
-            refused = take_one(b, now).err().map(|p| (p, "max_new_streams"));
-        }
-        let Some((penalty, limit)) = refused else {
+        let Some(n) = self.shared.config.max_handshake_streams else {
             return true;
         };
-        if penalty {
-            tracing::info!(%peer, limit, "peer keeps opening streams over its limit: score lowered");
+        let now = std::time::Instant::now();
+        let bucket = self
+            .new_handshakes
+            .entry(peer)
+            .or_insert_with(|| Bucket::per(n, std::time::Duration::from_secs(60), now));
+        if bucket.try_take_one(now) {
+            return true;
+        }
+        if bucket.penalty_due(now) {
+            tracing::info!(%peer, limit = "max_handshake_streams", "peer keeps opening streams over its limit: score lowered");
             self.on_verdict(peer, crate::scoring::Severity::Medium);
         }
         false
@@ -180,14 +167,5 @@ impl Driver {
             }
         }
         let _ = self.apply(peer, Input::HandshakeStreamOpened);
-    }
-}
-
-/// Takes one from `bucket`; when none is left, `Err` says whether a penalty is due.
-fn take_one(bucket: &mut crate::quota::Bucket, now: std::time::Instant) -> Result<(), bool> {
-    if bucket.try_take_one(now) {
-        Ok(())
-    } else {
-        Err(bucket.penalty_due(now))
     }
 }

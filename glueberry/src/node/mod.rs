@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::crypto::{Cipher, LocalKey};
-use crate::driver::{COMMAND_BUFFER, Command, Driver, FAULTY_BUFFER, OPEN_BUFFER};
+use crate::driver::{COMMAND_BUFFER, Command, Driver, OPEN_BUFFER};
 use crate::error::{Error, Result};
 use crate::event::forwarder::Hub;
 use crate::event::{Filter, Subscription};
@@ -116,7 +116,8 @@ impl Node {
         if let Some(r) = &recovered {
             tracing::warn!(backup = %r.backup.display(), reason = %r.reason, "address book was corrupt: moved aside, starting empty");
         }
-        let built = crate::behaviour::build_swarm(&config)?;
+        let mail = Arc::new(crate::scoring::mailbox::Mailbox::default());
+        let built = crate::behaviour::build_swarm(&config, &mail)?;
         let seed: [u8; 32] = config
             .keypair
             .secret()
@@ -133,7 +134,6 @@ impl Node {
         let (events, forwarder) = Hub::new(config.event_buffer_size);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_BUFFER);
         let (opens_tx, opens_rx) = mpsc::channel(OPEN_BUFFER);
-        let (faulty_tx, faulty_rx) = mpsc::channel(FAULTY_BUFFER);
         let faults = std::sync::Mutex::new(crate::faults::Faults::new(config.fault_limits()));
         let stats = Arc::new(crate::stats::Registry::new(config.max_stats_peers));
         let token = CancellationToken::new();
@@ -158,7 +158,7 @@ impl Node {
             listen_addrs: Default::default(),
             inbox,
             faults,
-            faulty: faulty_tx,
+            mail,
             events,
             stats,
             admission: Default::default(),
@@ -180,7 +180,6 @@ impl Node {
             shared.clone(),
             commands_rx,
             opens_rx,
-            faulty_rx,
             book,
             snapshots_tx,
         );

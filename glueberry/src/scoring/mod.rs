@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+pub(crate) mod mailbox;
+
 /// How bad a peer's misbehaviour is ([`Node::report`](crate::Node::report)); each lowers its
 /// score by the [`scoring::Config`](Config) penalty of that severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

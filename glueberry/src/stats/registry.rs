@@ -208,9 +208,9 @@ impl PeerEntry {
         lock(&self.link).last_rtt = Some(rtt);
     }
 
-    /// An inbound stream was refused.
-    pub(crate) fn stream_refused(&self) {
-        self.refused_streams.fetch_add(1, Relaxed);
+    /// `n` inbound streams were refused.
+    pub(crate) fn streams_refused(&self, n: u64) {
+        self.refused_streams.fetch_add(n, Relaxed);
     }
 
     /// The peer's state changed; returns the state it left, and how a handshake ended if
@@ -672,7 +672,7 @@ mod tests {
         b.received(7, SystemTime::now());
         b.decryption_failed();
         a.lost(3);
-        e.stream_refused();
+        e.streams_refused(1);
         let s = r.snapshot(&p, t0).unwrap();
         assert_eq!((s.messages_sent, s.bytes_sent), (2, 15));
         assert_eq!((s.messages_received, s.bytes_received), (1, 7));

@@ -436,7 +436,7 @@ pub(crate) fn accept_inbound(
             tracing::debug!(%peer, stream = name, ?refusal, "inbound stream refused");
             metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
             if let Some(e) = shared.stats.get(&peer) {
-                e.stream_refused();
+                e.streams_refused(1);
             }
             // Dropping the stream resets it.
         }

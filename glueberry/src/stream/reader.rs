@@ -249,9 +249,7 @@ fn over_quota(
     stats.quota_wait();
     if penalty {
         tracing::info!(%peer, "peer stays over its rate quota: score lowered");
-        let _ = shared
-            .faulty
-            .try_send((peer, crate::shared::Misbehaviour::OverQuota));
+        shared.mail.verdict(peer, crate::scoring::Severity::Low);
     }
     Some(at)
 }
@@ -399,13 +397,7 @@ fn fault(shared: &Shared, peer: PeerId, stream: &str, error: String, reset: bool
             at: SystemTime::now(),
         }));
     }
-    if verdict.punish
-        && shared
-            .faulty
-            .try_send((peer, crate::shared::Misbehaviour::Faults))
-            .is_err()
-    {
-        tracing::debug!(%peer, "the driver's fault queue is full: the next fault retries");
-        crate::shared::lock(&shared.faults).retry(&peer);
+    if verdict.punish {
+        shared.mail.post(peer, |t| t.faulted = true);
     }
 }

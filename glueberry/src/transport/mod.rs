@@ -1,8 +1,9 @@
 //! The transports: TCP + Noise + yamux (windows no peer can overflow, [`muxer`]) and QUIC v1,
 //! with a deadline on every connection's security handshake, eviction of the oldest pending
-//! inbound connection when all places are taken ([`pending`]), and a kill switch on every
-//! connection ([`sever`]).
+//! inbound connection when all places are taken ([`pending`]), a kill switch on every
+//! connection ([`sever`]), and every inbound stream charged to its peer ([`meter`]).
 
+pub(crate) mod meter;
 mod muxer;
 pub(crate) mod pending;
 mod security;
@@ -26,11 +27,13 @@ pub(crate) struct Settings {
 }
 
 /// TCP + Noise + yamux or QUIC, each connection's muxer behind a kill switch registered in
-/// `switches`, inbound upgrades holding a place in `slots`.
+/// `switches` and its inbound streams charged to `meter`, inbound upgrades holding a place in
+/// `slots`.
 pub(crate) fn build(
     key: &Keypair,
     settings: &Settings,
     switches: sever::Switches,
+    meter: std::sync::Arc<meter::Meter>,
     slots: pending::Slots,
 ) -> io::Result<Boxed<(PeerId, StreamMuxerBox)>> {
     // Noise first (every Glueberry node speaks it); TLS 1.3 for go-libp2p nodes set up for it
@@ -69,6 +72,7 @@ pub(crate) fn build(
         .map(move |either, endpoint| {
             let (peer, muxer) = either.into_inner();
             let muxer = sever::Muxer::wrap(&switches, peer, &endpoint, muxer);
+            let muxer = meter::Muxer::wrap(&meter, peer, StreamMuxerBox::new(muxer));
             (peer, StreamMuxerBox::new(muxer))
         })
         .boxed();

@@ -96,7 +96,8 @@ where
 }
 
 /// Inbound streams that arrive while the swarm is not asking for one wait here; past this many
-/// they are dropped (reset), as in libp2p-yamux.
+/// they are dropped (reset), as in libp2p-yamux, and counted in
+/// `glueberry_inbound_streams_refused_total`.
 const MAX_BUFFERED_INBOUND_STREAMS: usize = 256;
 
 /// A yamux connection as a libp2p `StreamMuxer`.
@@ -178,6 +179,7 @@ where
         let stream = ready!(this.poll_next_inbound(cx))?;
         if this.inbound.len() >= MAX_BUFFERED_INBOUND_STREAMS {
             tracing::warn!(stream = %stream, "dropping an inbound yamux stream: too many waiting");
+            metrics::counter!(crate::telemetry::INBOUND_STREAMS_REFUSED).increment(1);
             drop(stream);
         } else {
             this.inbound.push_back(stream);
