@@ -131,16 +131,22 @@ async fn demo(a: &Args, ports: &[u16], dir: &Path) -> Result<(), Box<dyn std::er
     (nodes[last as usize], seen[last as usize]) = validator(a, last, ports, dir).await?;
     votes_flow(&mut seen).await;
     println!("validator {last} stopped and restarted: reconnected, votes flow again");
-    // A node of another chain dials validator 0, which rejects it.
+    // A node of another chain dials validator 0. Both check the chain id: the first to see the
+    // other's rejects it, which closes the connection.
     let mut cooldowns = nodes[0].subscribe_filtered(Filter::all().states([State::Cooldown]));
     let config = Config::new(key(200), dir.join("intruder.json"), vec![addr(&[0], 0)]);
     let intruder = Node::new(config.with_handshake(chain("other-chain")))?;
+    let mut its_cooldowns = intruder.subscribe_filtered(Filter::all().states([State::Cooldown]));
     intruder.start().await?;
     let validator_0 = addr(ports, 0).with(Protocol::P2p(id(0)));
     let _ = intruder.dial(validator_0).await;
-    if let Ok(Event::Connection(e)) = cooldowns.recv().await {
+    let (who, event) = tokio::select! {
+        Ok(e) = cooldowns.recv() => ("validator 0 rejected the intruder", e),
+        Ok(e) = its_cooldowns.recv() => ("the intruder rejected validator 0", e),
+    };
+    if let Event::Connection(e) = event {
         let reason = e.reason.map(|r| r.to_string()).unwrap_or_default();
-        println!("validator 0 rejected the intruder: {reason}");
+        println!("{who}: {reason}");
     }
     for n in nodes.iter().chain([&intruder]) {
         n.shutdown().await;

@@ -3,7 +3,11 @@
 //! it stops reading until the debt is repaid, so a peer over its quota is slowed to it through
 //! the muxer's flow control, and nothing is dropped.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
 
 /// A rate limit on what one peer may send on one stream name. Either limit may be left out.
 /// A peer may send one second's worth at once (the burst), then at the rate.
@@ -196,6 +200,63 @@ impl Bucket {
             }
             _ => false,
         }
+    }
+}
+
+/// A limit on counts ("at most `n` streams or pings per period") with one bucket per peer,
+/// shared by all the peer's connections, and forgotten only once idle
+/// ([`forget_idle`](Self::forget_idle)): a peer gets no fresh allowance by opening another
+/// connection or by reconnecting while it is over.
+#[derive(Debug)]
+pub(crate) struct PerPeer {
+    n: u32,
+    period: Duration,
+    buckets: Mutex<HashMap<PeerId, Bucket>>,
+}
+
+/// Why [`PerPeer::take_one`] took nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Over {
+    /// When one will be there again.
+    pub(crate) ready_at: Instant,
+    /// The peer has been over for [`PENALTY_AFTER`] without a break (one per period).
+    pub(crate) penalty: bool,
+}
+
+impl PerPeer {
+    /// At most `n` per `period` per peer, all `n` at once.
+    pub(crate) fn new(n: u32, period: Duration) -> Self {
+        Self {
+            n,
+            period,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one of `peer`'s allowance at `now`, or says when there will be one.
+    pub(crate) fn take_one(&self, peer: PeerId, now: Instant) -> Result<(), Over> {
+        let mut buckets = crate::shared::lock(&self.buckets);
+        let bucket = buckets
+            .entry(peer)
+            .or_insert_with(|| Bucket::per(self.n, self.period, now));
+        if bucket.try_take_one(now) {
+            return Ok(());
+        }
+        Err(Over {
+            ready_at: bucket.ready_at_one(now),
+            penalty: bucket.penalty_due(now),
+        })
+    }
+
+    /// Forgets the peers back within their allowance and not over.
+    pub(crate) fn forget_idle(&self, now: Instant) {
+        crate::shared::lock(&self.buckets).retain(|_, b| !b.is_idle(now));
+    }
+
+    /// How many peers have a bucket.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        crate::shared::lock(&self.buckets).len()
     }
 }
 

@@ -340,8 +340,9 @@ impl RawPeer {
     }
 
     /// Opens streams of `protocol` to `peer` one after the other, at most `max`, and hands each
-    /// to `each` (which returns false to stop). Stops at the first stream that cannot be
-    /// opened within 5 s. Returns how many streams were opened.
+    /// to `each`, which returns whether it did its part. Stops at the first stream that cannot
+    /// be opened within 5 s or that `each` fails. Returns how many streams `each` did its part
+    /// on.
     pub async fn churn(
         &self,
         peer: PeerId,
@@ -356,10 +357,10 @@ impl RawPeer {
             let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(5), open).await else {
                 break;
             };
-            opened += 1;
             if !each(s).await {
                 break;
             }
+            opened += 1;
         }
         opened
     }

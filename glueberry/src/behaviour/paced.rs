@@ -1,5 +1,7 @@
 //! libp2p's ping, with the answering side our own and paced (`max_pings`, docs/scoring.md
-//! "Quotas"): each connection answers at most `max_pings` pings a second. Past that, the
+//! "Quotas"): a peer's pings are answered at most `max_pings` times a second over all its
+//! connections (one allowance per peer, forgotten only once idle, so a new connection gets no
+//! fresh one). Past that, the
 //! answer waits, so reading stops and the muxer's flow control pushes back on the flooder; a
 //! peer that stays over the rate for 10 s without a break gets a `Low` verdict for every
 //! 10 s (through the driver's mailbox). libp2p's handler keeps the rest: the node's own
@@ -9,7 +11,7 @@
 //! stream); a peer's newer ping stream replaces the older one, as in libp2p.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -26,16 +28,17 @@ use libp2p::swarm::{
 };
 use libp2p::{PeerId, ping};
 
-use crate::quota::{Bucket, Quota};
+use crate::quota::PerPeer;
 use crate::scoring::Severity;
 use crate::scoring::mailbox::Mailbox;
 use crate::telemetry as m;
 
-/// The ping behaviour, its inbound pings answered at most `per_sec` times a second per
-/// connection (`None`: libp2p's own handler answers them, unpaced).
+/// The ping behaviour, a peer's inbound pings answered at most `per_sec` times a second
+/// (`None`: libp2p's own handler answers them, unpaced).
 pub(crate) struct Paced {
     inner: ping::Behaviour,
-    per_sec: Option<u32>,
+    /// The peers' allowances.
+    pings: Option<Arc<PerPeer>>,
     mail: Arc<Mailbox>,
 }
 
@@ -43,19 +46,27 @@ impl Paced {
     pub(crate) fn new(inner: ping::Behaviour, per_sec: Option<u32>, mail: Arc<Mailbox>) -> Self {
         Self {
             inner,
-            per_sec,
+            pings: per_sec.map(|n| Arc::new(PerPeer::new(n, std::time::Duration::from_secs(1)))),
             mail,
+        }
+    }
+
+    /// Forgets the allowances of peers back within them and not over (on the driver's flush
+    /// tick).
+    pub(crate) fn forget_idle(&self, now: Instant) {
+        if let Some(pings) = &self.pings {
+            pings.forget_idle(now);
         }
     }
 
     fn handler<H>(&self, inner: H, peer: PeerId) -> PacedHandler<H> {
         PacedHandler {
             inner,
-            pace: self.per_sec.map(|n| {
+            pace: self.pings.as_ref().map(|pings| {
                 Arc::new(Pace {
                     peer,
                     mail: self.mail.clone(),
-                    bucket: Mutex::new(Bucket::new(Quota::messages(n), now())),
+                    pings: pings.clone(),
                 })
             }),
             answering: None,
@@ -141,29 +152,23 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// One connection's allowance of pings.
+/// One connection's way to its peer's allowance of pings.
 struct Pace {
     peer: PeerId,
     mail: Arc<Mailbox>,
-    bucket: Mutex<Bucket>,
+    pings: Arc<PerPeer>,
 }
 
 impl Pace {
     /// Takes one ping's allowance, or says when there will be one (and reports a peer that
     /// has been over the rate for too long).
     fn take(&self, now: Instant) -> Option<Instant> {
-        let (at, penalty) = {
-            let mut b = crate::shared::lock(&self.bucket);
-            if b.try_take_one(now) {
-                return None;
-            }
-            (b.ready_at_one(now), b.penalty_due(now))
-        };
-        if penalty {
+        let over = self.pings.take_one(self.peer, now).err()?;
+        if over.penalty {
             tracing::info!(peer = %self.peer, limit = "max_pings", "peer keeps pinging over the rate: score lowered");
             self.mail.verdict(self.peer, Severity::Low);
         }
-        Some(at)
+        Some(over.ready_at)
     }
 }
 
@@ -271,34 +276,45 @@ where
 mod tests {
     use super::*;
 
-    /// A flooder on the other end of an in-memory stream, on virtual time: answered at the
-    /// rate (one second's worth at once), and reported once per 10 s over it.
+    /// Flooders on the other end of in-memory streams, on virtual time: answered at the rate
+    /// (one second's worth at once) over all the peer's connections, and reported once per
+    /// 10 s over it.
     #[tokio::test(start_paused = true)]
     async fn a_ping_flood_is_answered_at_the_rate_and_the_flooder_reported() {
         use tokio_util::compat::TokioAsyncReadCompatExt as _;
         let mail = Arc::new(Mailbox::default());
         let peer = PeerId::random();
-        let pace = Arc::new(Pace {
-            peer,
-            mail: mail.clone(),
-            bucket: Mutex::new(Bucket::new(Quota::messages(20), now())),
-        });
-        let (ours, theirs) = tokio::io::duplex(1024);
-        let server = tokio::spawn(answer(ours.compat(), pace));
-        let mut flooder = theirs.compat();
-        let start = tokio::time::Instant::now();
-        let mut answered = 0u32;
-        let mut buf = [0u8; 32];
-        while start.elapsed() < std::time::Duration::from_secs(21) {
-            flooder.write_all(&[answered as u8; 32]).await.unwrap();
-            flooder.read_exact(&mut buf).await.unwrap();
-            assert_eq!(buf, [answered as u8; 32]);
-            answered += 1;
+        let pings = Arc::new(PerPeer::new(20, std::time::Duration::from_secs(1)));
+        // Two connections of one peer share its allowance.
+        let mut flooders = Vec::new();
+        for _ in 0..2 {
+            let pace = Arc::new(Pace {
+                peer,
+                mail: mail.clone(),
+                pings: pings.clone(),
+            });
+            let (ours, theirs) = tokio::io::duplex(1024);
+            tokio::spawn(answer(ours.compat(), pace));
+            flooders.push(tokio::spawn(async move {
+                let mut flooder = theirs.compat();
+                let start = tokio::time::Instant::now();
+                let (mut answered, mut buf) = (0u32, [0u8; 32]);
+                while start.elapsed() < std::time::Duration::from_secs(21) {
+                    flooder.write_all(&[answered as u8; 32]).await.unwrap();
+                    flooder.read_exact(&mut buf).await.unwrap();
+                    assert_eq!(buf, [answered as u8; 32]);
+                    answered += 1;
+                }
+                answered
+            }));
         }
-        // 20 at once, then 20 a second for 21 s.
-        assert!((440..=441).contains(&answered), "{answered}");
+        let mut answered = 0;
+        for f in flooders {
+            answered += f.await.unwrap();
+        }
+        // 20 at once, then 20 a second for 21 s, for both connections together.
+        assert!((438..=442).contains(&answered), "{answered}");
         let got = mail.take();
         assert_eq!(got[&peer].low, 2, "one verdict per 10 s over: {got:?}");
-        server.abort();
     }
 }

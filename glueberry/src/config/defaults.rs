@@ -103,6 +103,6 @@ pub const MAX_NEW_STREAMS: u32 = 32;
 /// peer opens one per connection, a few when both dial at once or when it restarts.
 pub const MAX_HANDSHAKE_STREAMS: u32 = 30;
 
-/// Pings answered per second per connection at most (libp2p's ping, paced). Honest peers ping
+/// A peer's pings answered per second at most, over all its connections. Honest peers ping
 /// every 15 s (go-libp2p) or `ping_interval`.
 pub const MAX_PINGS: u32 = 100;

@@ -95,8 +95,8 @@ impl Config {
         self
     }
 
-    /// How many of a peer's pings each connection answers per second at most, one second's
-    /// worth at once: past it an answer waits, so a ping flood is answered at that rate and the
+    /// How many of a peer's pings are answered per second at most, over all its connections,
+    /// one second's worth at once: past it an answer waits, so a ping flood is answered at that rate and the
     /// muxer pushes back on the flooder (counted in `glueberry_pings_paced_total`), and a peer
     /// that stays over it for 10 s loses score (a `Low` verdict per 10 s; docs/scoring.md,
     /// "Quotas"). The node's own pings are never held up by it. `None` is unlimited (libp2p's

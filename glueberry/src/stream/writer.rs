@@ -167,9 +167,11 @@ pub(super) async fn run(mut t: Task) {
                 let whole = ends.iter().take_while(|&&end| end <= took).count();
                 ends.clear();
                 let rest = batch.split_off(whole);
+                let mut first = 0;
                 for m in batch.drain(..) {
-                    delivered(&t.stats, m);
+                    delivered(m, &mut first);
                 }
+                t.stats.written(first);
                 batch = rest;
                 break Stop::Cancelled;
             }
@@ -179,10 +181,12 @@ pub(super) async fn run(mut t: Task) {
             Ok(()) => {
                 metrics::counter!(m::FRAMES_WRITTEN).increment(batch.len() as u64);
                 ends.clear();
+                let mut first = 0;
                 for m in batch.drain(..) {
                     // Kept while the stream may still be reset; dropped otherwise.
-                    let _ = t.copies.keep(delivered(&t.stats, m));
+                    let _ = t.copies.keep(delivered(m, &mut first));
                 }
+                t.stats.written(first);
                 t.copies.written(buf.len(), Instant::now());
                 if buf.capacity() > 4 * COALESCE {
                     buf = BytesMut::new();
@@ -195,15 +199,20 @@ pub(super) async fn run(mut t: Task) {
                 // stream the rest is lost.
                 let whole = ends.iter().take_while(|&&end| end <= took).count();
                 ends.clear();
-                let mut lost = Vec::new();
+                let (mut lost, mut first) = (Vec::new(), 0);
                 for (i, m) in batch.drain(..).enumerate() {
-                    let m = if i < whole { delivered(&t.stats, m) } else { m };
+                    let m = if i < whole {
+                        delivered(m, &mut first)
+                    } else {
+                        m
+                    };
                     if let Some(m) = t.copies.keep(m)
                         && !m.written
                     {
                         lost.push(m);
                     }
                 }
+                t.stats.written(first);
                 t.stats.lost_outgoing(&lost);
                 match recover(&mut t, &mut ended, &mut buf, lost.len() as u64).await {
                     Some(stop) => break stop,
@@ -232,11 +241,12 @@ async fn write_counted(
     write.flush().await.map_err(|e| (*took, e))
 }
 
-/// `m` was written: counted the first time, and its sender told. Returns it as a copy.
-fn delivered(stats: &StreamCounters, mut m: Outgoing) -> Outgoing {
+/// `m` was written: counted in `first` the first time (the caller adds a batch's count to the
+/// stats at once), and its sender told. Returns it as a copy.
+fn delivered(mut m: Outgoing, first: &mut u64) -> Outgoing {
     if !m.written {
         m.written = true;
-        stats.written(1);
+        *first += 1;
     }
     if let Some(ack) = m.ack.take() {
         let _ = ack.send(());
@@ -342,9 +352,11 @@ async fn recover(
             match written {
                 Ok(()) => {
                     metrics::counter!(m::FRAMES_WRITTEN).increment(resend.len() as u64);
+                    let mut first = 0;
                     for m in resend.drain(..) {
-                        delivered(&t.stats, m);
+                        delivered(m, &mut first);
                     }
+                    t.stats.written(first);
                     report(t, resent, lost, "moved");
                     tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
                     return None;

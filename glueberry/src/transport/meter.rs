@@ -1,45 +1,51 @@
-//! Every inbound stream charged to its peer as the muxer hands it to the swarm, before protocol
-//! negotiation (`max_new_streams`, docs/scoring.md "Quotas"): a stream whose negotiation fails
-//! (an unknown protocol, a name not prepared for the peer, a reset half way) costs the peer as
-//! much as any other, although the swarm never reports it. The streams over the limit are
-//! dropped at once (which resets them) and counted; a peer that keeps at it for 10 s without a
-//! break gets a `Medium` verdict for every 10 s (through the driver's mailbox).
+//! Every inbound stream charged to its peer as soon as the connection's muxer accepts it, before
+//! protocol negotiation (`max_new_streams`, docs/scoring.md "Quotas"): a stream whose
+//! negotiation fails (an unknown protocol, a name not prepared for the peer, a reset half way)
+//! costs the peer as much as any other, although the swarm never reports it. The streams over
+//! the limit are dropped at once (which resets them) and counted; a peer that keeps at it for
+//! 10 s without a break gets a `Medium` verdict for every 10 s (through the driver's mailbox).
 //!
-//! The limit is per peer, over all its connections: the buckets are shared by every
-//! connection's [`Muxer`], and forgotten once idle ([`Meter::forget_idle`]) so that a peer
-//! which reconnects while over it does not get a fresh allowance.
+//! The swarm takes inbound streams only while fewer than 128 are being negotiated; a peer could
+//! keep those places taken with streams that never negotiate and have the rest wait uncharged.
+//! So this wrapper takes every stream the muxer accepts (in `poll`, which the swarm calls on
+//! every turn), charges it, and keeps the admitted ones for the swarm, at most
+//! [`MAX_WAITING`]; past that they are dropped and counted as refused too.
+//!
+//! The limit is per peer, over all its connections ([`PerPeer`]).
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::core::muxing::{StreamMuxer, StreamMuxerBox, StreamMuxerEvent, SubstreamBox};
 
-use crate::quota::Bucket;
+use crate::quota::PerPeer;
 use crate::scoring::mailbox::Mailbox;
 use crate::telemetry as m;
 
 /// The peers' inbound-stream allowances.
 #[derive(Debug)]
 pub(crate) struct Meter {
-    /// Streams per second per peer, all at once; `None`: no limit.
-    per_sec: Option<u32>,
-    buckets: Mutex<HashMap<PeerId, Bucket>>,
+    /// `None`: no limit.
+    limit: Option<PerPeer>,
     mail: Arc<Mailbox>,
 }
 
-/// Refused streams dropped in one `poll_inbound` at most before the task yields.
-const MAX_DROPS_PER_POLL: usize = 64;
+/// Admitted streams waiting for the swarm, per connection, at most.
+pub(crate) const MAX_WAITING: usize = 256;
+
+/// Streams taken from the muxer in one call at most before the task yields.
+const MAX_PER_POLL: usize = 64;
 
 impl Meter {
+    /// At most `per_sec` inbound streams a second per peer (one second's worth at once).
     pub(crate) fn new(per_sec: Option<u32>, mail: Arc<Mailbox>) -> Arc<Self> {
         Arc::new(Self {
-            per_sec,
-            buckets: Mutex::default(),
+            limit: per_sec.map(|n| PerPeer::new(n, Duration::from_secs(1))),
             mail,
         })
     }
@@ -47,44 +53,46 @@ impl Meter {
     /// Whether `peer` may open one more inbound stream at `now`; a refusal is counted and
     /// posted to the driver (with a verdict when one is due).
     pub(crate) fn admit(&self, peer: PeerId, now: Instant) -> bool {
-        let Some(n) = self.per_sec else {
+        let Some(limit) = &self.limit else {
             return true;
         };
-        let penalty = {
-            let mut buckets = crate::shared::lock(&self.buckets);
-            let bucket = buckets
-                .entry(peer)
-                .or_insert_with(|| Bucket::per(n, Duration::from_secs(1), now));
-            if bucket.try_take_one(now) {
-                return true;
-            }
-            bucket.penalty_due(now)
+        let Err(over) = limit.take_one(peer, now) else {
+            return true;
         };
-        metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
-        if penalty {
+        if over.penalty {
             tracing::info!(%peer, limit = "max_new_streams", "peer keeps opening streams over its limit: score lowered");
         }
+        self.refused(peer, over.penalty);
+        false
+    }
+
+    /// An inbound stream of `peer` was dropped: counted, and posted to the driver.
+    fn refused(&self, peer: PeerId, penalty: bool) {
+        metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
         self.mail.post(peer, |t| {
             t.refused_streams += 1;
             if penalty {
                 t.medium = t.medium.saturating_add(1);
             }
         });
-        false
     }
 
     /// Forgets the allowances of peers back within them and not over (on the driver's flush
     /// tick).
     pub(crate) fn forget_idle(&self, now: Instant) {
-        crate::shared::lock(&self.buckets).retain(|_, b| !b.is_idle(now));
+        if let Some(limit) = &self.limit {
+            limit.forget_idle(now);
+        }
     }
 }
 
-/// A connection's muxer whose inbound streams are charged to the peer.
+/// A connection's muxer whose inbound streams are charged to the peer as they are accepted.
 pub(crate) struct Muxer {
     inner: StreamMuxerBox,
     peer: PeerId,
     meter: Arc<Meter>,
+    /// Admitted, waiting for the swarm to take them.
+    admitted: VecDeque<SubstreamBox>,
 }
 
 impl Muxer {
@@ -93,7 +101,32 @@ impl Muxer {
             inner,
             peer,
             meter: meter.clone(),
+            admitted: VecDeque::new(),
         }
+    }
+
+    /// Takes what the muxer has accepted, charging each stream; keeps the admitted ones. `Err`
+    /// when the muxer failed.
+    fn accept(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        for _ in 0..MAX_PER_POLL {
+            let stream = match Pin::new(&mut self.inner).poll_inbound(cx) {
+                Poll::Ready(Ok(stream)) => stream,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
+            };
+            if !self.meter.admit(self.peer, Instant::now()) {
+                continue; // dropped: reset
+            }
+            if self.admitted.len() >= MAX_WAITING {
+                tracing::debug!(peer = %self.peer, "dropping an inbound stream: too many waiting");
+                self.meter.refused(self.peer, false);
+                continue;
+            }
+            self.admitted.push_back(stream);
+        }
+        // A flood: let the connection's other work run, then come back.
+        cx.waker().wake_by_ref();
+        Ok(())
     }
 }
 
@@ -105,19 +138,14 @@ impl StreamMuxer for Muxer {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::Substream, Self::Error>> {
-        for _ in 0..MAX_DROPS_PER_POLL {
-            let stream = match Pin::new(&mut self.inner).poll_inbound(cx) {
-                Poll::Ready(Ok(stream)) => stream,
-                other => return other,
-            };
-            if self.meter.admit(self.peer, Instant::now()) {
-                return Poll::Ready(Ok(stream));
-            }
-            drop(stream);
+        let this = &mut *self;
+        if this.admitted.is_empty() {
+            this.accept(cx)?;
         }
-        // A flood: let the connection's other work run, then come back.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        match this.admitted.pop_front() {
+            Some(stream) => Poll::Ready(Ok(stream)),
+            None => Poll::Pending,
+        }
     }
 
     fn poll_outbound(
@@ -131,11 +159,15 @@ impl StreamMuxer for Muxer {
         Pin::new(&mut self.inner).poll_close(cx)
     }
 
+    /// Called by the swarm on every turn, also while it takes no inbound stream: accepts and
+    /// charges them here.
     fn poll(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
-        Pin::new(&mut self.inner).poll(cx)
+        let this = &mut *self;
+        this.accept(cx)?;
+        Pin::new(&mut this.inner).poll(cx)
     }
 }
 
@@ -166,10 +198,11 @@ mod tests {
         assert_eq!(got[&peer].medium, 1, "one verdict per 10 s over");
         assert!(!got.contains_key(&other));
         // Idle again (a full bucket, no streak): forgotten; the peer over it is kept.
+        let limit = meter.limit.as_ref().unwrap();
         meter.forget_idle(t0 + Duration::from_millis(12_500));
-        assert_eq!(crate::shared::lock(&meter.buckets).len(), 1);
+        assert_eq!(limit.len(), 1);
         meter.forget_idle(t0 + Duration::from_secs(60));
-        assert!(crate::shared::lock(&meter.buckets).is_empty());
+        assert_eq!(limit.len(), 0);
     }
 
     #[test]
@@ -177,5 +210,65 @@ mod tests {
         let meter = Meter::new(None, Arc::default());
         let peer = PeerId::random();
         assert!((0..10_000).all(|_| meter.admit(peer, Instant::now())));
+    }
+
+    /// A muxer whose peer opens `n` streams at once (and accepts nothing else).
+    struct Opened(usize);
+
+    impl StreamMuxer for Opened {
+        type Substream = SubstreamBox;
+        type Error = io::Error;
+
+        fn poll_inbound(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<Self::Substream, Self::Error>> {
+            if self.0 == 0 {
+                return Poll::Pending;
+            }
+            self.0 -= 1;
+            Poll::Ready(Ok(SubstreamBox::new(futures::io::Cursor::new(Vec::new()))))
+        }
+
+        fn poll_outbound(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<Self::Substream, Self::Error>> {
+            Poll::Pending
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
+            Poll::Pending
+        }
+    }
+
+    /// While the swarm takes no inbound stream (its negotiation places full), the streams the
+    /// muxer accepts are charged all the same, in `poll`: none waits uncharged.
+    #[test]
+    fn streams_are_charged_while_the_swarm_takes_none() {
+        let mail = Arc::new(Mailbox::default());
+        let meter = Meter::new(Some(32), mail.clone());
+        let peer = PeerId::random();
+        let mut muxer = Muxer::wrap(&meter, peer, StreamMuxerBox::new(Opened(1000)));
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // The swarm polls the muxer only (as it does with 128 negotiations under way).
+        for _ in 0..100 {
+            assert!(Pin::new(&mut muxer).poll(&mut cx).is_pending());
+        }
+        assert_eq!(muxer.admitted.len(), 32, "the burst, waiting for the swarm");
+        assert_eq!(mail.take()[&peer].refused_streams, 1000 - 32);
+        // Then it takes them.
+        for _ in 0..32 {
+            assert!(Pin::new(&mut muxer).poll_inbound(&mut cx).is_ready());
+        }
+        assert!(Pin::new(&mut muxer).poll_inbound(&mut cx).is_pending());
     }
 }
