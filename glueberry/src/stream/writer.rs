@@ -167,11 +167,10 @@ pub(super) async fn run(mut t: Task) {
                 let whole = ends.iter().take_while(|&&end| end <= took).count();
                 ends.clear();
                 let rest = batch.split_off(whole);
-                let mut first = 0;
+                count_written(&t.stats, &batch);
                 for m in batch.drain(..) {
-                    delivered(m, &mut first);
+                    delivered(m);
                 }
-                t.stats.written(first);
                 batch = rest;
                 break Stop::Cancelled;
             }
@@ -181,12 +180,11 @@ pub(super) async fn run(mut t: Task) {
             Ok(()) => {
                 metrics::counter!(m::FRAMES_WRITTEN).increment(batch.len() as u64);
                 ends.clear();
-                let mut first = 0;
+                count_written(&t.stats, &batch);
                 for m in batch.drain(..) {
                     // Kept while the stream may still be reset; dropped otherwise.
-                    let _ = t.copies.keep(delivered(m, &mut first));
+                    let _ = t.copies.keep(delivered(m));
                 }
-                t.stats.written(first);
                 t.copies.written(buf.len(), Instant::now());
                 if buf.capacity() > 4 * COALESCE {
                     buf = BytesMut::new();
@@ -199,20 +197,16 @@ pub(super) async fn run(mut t: Task) {
                 // stream the rest is lost.
                 let whole = ends.iter().take_while(|&&end| end <= took).count();
                 ends.clear();
-                let (mut lost, mut first) = (Vec::new(), 0);
+                let mut lost = Vec::new();
+                count_written(&t.stats, &batch[..whole]);
                 for (i, m) in batch.drain(..).enumerate() {
-                    let m = if i < whole {
-                        delivered(m, &mut first)
-                    } else {
-                        m
-                    };
+                    let m = if i < whole { delivered(m) } else { m };
                     if let Some(m) = t.copies.keep(m)
                         && !m.written
                     {
                         lost.push(m);
                     }
                 }
-                t.stats.written(first);
                 t.stats.lost_outgoing(&lost);
                 match recover(&mut t, &mut ended, &mut buf, lost.len() as u64).await {
                     Some(stop) => break stop,
@@ -241,13 +235,15 @@ async fn write_counted(
     write.flush().await.map_err(|e| (*took, e))
 }
 
-/// `m` was written: counted in `first` the first time (the caller adds a batch's count to the
-/// stats at once), and its sender told. Returns it as a copy.
-fn delivered(mut m: Outgoing, first: &mut u64) -> Outgoing {
-    if !m.written {
-        m.written = true;
-        *first += 1;
-    }
+/// `written` were written: those written for the first time are counted, once for the batch,
+/// before any sender is told ([`delivered`]).
+fn count_written<'a>(stats: &StreamCounters, written: impl IntoIterator<Item = &'a Outgoing>) {
+    stats.written(written.into_iter().filter(|m| !m.written).count() as u64);
+}
+
+/// `m` was written (and counted by [`count_written`]): its sender is told. Returns it as a copy.
+fn delivered(mut m: Outgoing) -> Outgoing {
+    m.written = true;
     if let Some(ack) = m.ack.take() {
         let _ = ack.send(());
     }
@@ -352,11 +348,10 @@ async fn recover(
             match written {
                 Ok(()) => {
                     metrics::counter!(m::FRAMES_WRITTEN).increment(resend.len() as u64);
-                    let mut first = 0;
+                    count_written(&t.stats, &resend);
                     for m in resend.drain(..) {
-                        delivered(m, &mut first);
+                        delivered(m);
                     }
-                    t.stats.written(first);
                     report(t, resent, lost, "moved");
                     tracing::info!(%peer, stream = &*t.name, resent, "the peer reset our stream: writing on its own");
                     return None;
