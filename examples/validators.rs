@@ -143,6 +143,7 @@ async fn demo(a: &Args, ports: &[u16], dir: &Path) -> Result<(), Box<dyn std::er
     let (who, event) = tokio::select! {
         Ok(e) = cooldowns.recv() => ("validator 0 rejected the intruder", e),
         Ok(e) = its_cooldowns.recv() => ("the intruder rejected validator 0", e),
+        else => return Err("no rejection seen".into()),
     };
     if let Event::Connection(e) = event {
         let reason = e.reason.map(|r| r.to_string()).unwrap_or_default();

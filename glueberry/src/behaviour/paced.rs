@@ -52,10 +52,10 @@ impl Paced {
     }
 
     /// Forgets the allowances of peers back within them and not over (on the driver's flush
-    /// tick).
-    pub(crate) fn forget_idle(&self, now: Instant) {
+    /// tick), on the pace's clock.
+    pub(crate) fn forget_idle(&self) {
         if let Some(pings) = &self.pings {
-            pings.forget_idle(now);
+            pings.forget_idle(now());
         }
     }
 

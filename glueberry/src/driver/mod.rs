@@ -289,7 +289,7 @@ impl Driver {
         // Stream limits of peers that are back within them and not over: forgotten (a peer
         // that reconnects does not get a fresh allowance while it is over).
         self.meter.forget_idle(now);
-        self.swarm.behaviour().ping.forget_idle(now);
+        self.swarm.behaviour().ping.forget_idle();
         self.new_handshakes.retain(|_, b| !b.is_idle(now));
         self.shared.sessions.forget_idle_quotas(now);
     }

@@ -359,11 +359,9 @@ async fn recover(
                 Err((took, _)) => {
                     // Those the muxer took whole count as written; all go to the next stream.
                     let whole = ends.iter().take_while(|&&end| end <= took).count();
+                    count_written(&t.stats, resend.iter().take(whole));
                     for m in resend.iter_mut().take(whole) {
-                        if !m.written {
-                            m.written = true;
-                            t.stats.written(1);
-                        }
+                        m.written = true;
                         if let Some(ack) = m.ack.take() {
                             let _ = ack.send(());
                         }

@@ -95,8 +95,9 @@ where
     }
 }
 
-/// Inbound streams that arrive while the swarm is not asking for one wait here; past this many
-/// they are dropped (reset), as in libp2p-yamux, and counted in
+/// Inbound streams that arrive between two calls of `poll_inbound` wait here (the stream meter,
+/// `transport/meter.rs`, calls it on every turn of the connection, so few ever wait); past this
+/// many they are dropped, as in libp2p-yamux, and counted in
 /// `glueberry_inbound_streams_refused_total`.
 const MAX_BUFFERED_INBOUND_STREAMS: usize = 256;
 
