@@ -174,8 +174,9 @@ impl StreamMuxer for Muxer {
         cx: &mut Context<'_>,
     ) -> Poll<Result<StreamMuxerEvent, Self::Error>> {
         let this = &mut *self;
+        let event = Pin::new(&mut this.inner).poll(cx)?;
         this.drained = this.accept(cx)?;
-        Pin::new(&mut this.inner).poll(cx)
+        event.map(Ok)
     }
 }
 
