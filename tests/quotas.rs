@@ -28,6 +28,26 @@ async fn pair(receiver: Config) -> (Node, Node) {
     (a, b)
 }
 
+/// A bare libp2p peer connected to `node` (not handshaked).
+async fn connected_raw_peer(node: &Node) -> RawPeer {
+    let mut events = node.subscribe_events();
+    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
+    raw.outcome().await.unwrap();
+    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    raw
+}
+
+/// The streams of `raw` that `node` has refused, once `enough` says they are.
+async fn refused_when(node: &Node, raw: &RawPeer, enough: impl Fn(u64) -> bool) -> u64 {
+    eventually(async || {
+        let r = node
+            .peer_stats(&raw.peer_id)
+            .map_or(0, |s| s.refused_streams);
+        enough(r).then_some(r)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_quota_is_slowed_to_it_with_nothing_lost() {
     const N: u32 = 600;
@@ -114,10 +134,7 @@ async fn stream_churn_is_held_to_max_new_streams() {
             .with_max_handshake_streams(None),
     )
     .await;
-    let mut events = node.subscribe_events();
-    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
-    raw.outcome().await.unwrap();
-    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let raw = connected_raw_peer(&node).await;
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
     let started = Instant::now();
     let mut control = raw.control.clone();
@@ -135,13 +152,7 @@ async fn stream_churn_is_held_to_max_new_streams() {
         opened as f64 <= 20.0 * (1.0 + secs) + 1.0,
         "{opened} in {secs:.1} s"
     );
-    let refused = eventually(async || {
-        let r = node
-            .peer_stats(&raw.peer_id)
-            .map_or(0, |s| s.refused_streams);
-        (r >= 200 - opened).then_some(r)
-    })
-    .await;
+    let refused = refused_when(&node, &raw, |r| r >= 200 - opened).await;
     // (A handshake stream let through may be refused too: at most 4 are read at once per name.)
     assert!(refused <= 200, "{refused}");
     node.shutdown().await;
@@ -153,10 +164,7 @@ async fn stream_churn_is_held_to_max_new_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_that_fail_negotiation_count_against_max_new_streams() {
     let node = started(config(Transport::Tcp).with_max_new_streams(Some(20))).await;
-    let mut events = node.subscribe_events();
-    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
-    raw.outcome().await.unwrap();
-    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let raw = connected_raw_peer(&node).await;
     let protocol = libp2p::StreamProtocol::new("/not-glueberry/1.0.0");
     let started = Instant::now();
     let mut control = raw.control.clone();
@@ -187,13 +195,7 @@ async fn streams_that_fail_negotiation_count_against_max_new_streams() {
     assert!(score <= -9.0, "a Medium verdict: {score}");
     // One second's worth at once, then 20 a second, negotiated (and failed); the rest refused.
     let most = (20.0 * (1.0 + secs)) as u64 + 1;
-    let refused = eventually(async || {
-        let r = node
-            .peer_stats(&raw.peer_id)
-            .map_or(0, |s| s.refused_streams);
-        (r > 0 && r >= attempts.saturating_sub(most)).then_some(r)
-    })
-    .await;
+    let refused = refused_when(&node, &raw, |r| r > 0 && r >= attempts.saturating_sub(most)).await;
     assert!(refused <= attempts, "{refused} of {attempts}");
     node.shutdown().await;
 }
@@ -203,10 +205,7 @@ async fn streams_that_fail_negotiation_count_against_max_new_streams() {
 async fn handshake_attempts_are_held_to_max_handshake_streams() {
     use futures::AsyncWriteExt as _;
     let node = started(config(Transport::Tcp).with_max_handshake_streams(Some(10))).await;
-    let mut events = node.subscribe_events();
-    let mut raw = RawPeer::dial(node.listen_addrs()[0].clone());
-    raw.outcome().await.unwrap();
-    wait_state(&mut events, raw.peer_id, State::Connected).await;
+    let raw = connected_raw_peer(&node).await;
     let protocol = libp2p::StreamProtocol::new("/glueberry/stream/handshake/1.0.0");
     let opened = raw
         .churn(node.peer_id(), &protocol, 25, async |mut s| {
@@ -216,13 +215,7 @@ async fn handshake_attempts_are_held_to_max_handshake_streams() {
         .await;
     assert_eq!(opened, 25);
     // 10 let through (all at once), the other 15 refused (well within a minute).
-    let refused = eventually(async || {
-        let r = node
-            .peer_stats(&raw.peer_id)
-            .map_or(0, |s| s.refused_streams);
-        (r >= 15).then_some(r)
-    })
-    .await;
+    let refused = refused_when(&node, &raw, |r| r >= 15).await;
     // (At least: a refusal for too many streams of one name would count too.)
     assert!(refused >= 15, "{refused}");
     node.shutdown().await;

@@ -258,25 +258,33 @@ mod tests {
         }
     }
 
-    /// While the swarm takes no inbound stream (its negotiation places full), the streams the
-    /// muxer accepts are charged all the same, in `poll`: none waits uncharged.
-    #[test]
-    fn streams_are_charged_while_the_swarm_takes_none() {
+    /// A peer allowed `per_sec` streams opens 1,000 at once, while the swarm polls the muxer
+    /// only (as it does with 128 negotiations under way).
+    fn flooded(per_sec: u32) -> (Muxer, Arc<Mailbox>, PeerId) {
         let mail = Arc::new(Mailbox::default());
-        let meter = Meter::new(Some(32), mail.clone());
+        let meter = Meter::new(Some(per_sec), mail.clone());
         let peer = PeerId::random();
         let mut muxer = Muxer::wrap(&meter, peer, StreamMuxerBox::new(Opened(1000)));
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        // The swarm polls the muxer only (as it does with 128 negotiations under way).
         for _ in 0..100 {
             assert!(Pin::new(&mut muxer).poll(&mut cx).is_pending());
         }
+        (muxer, mail, peer)
+    }
+
+    /// While the swarm takes no inbound stream (its negotiation places full), the streams the
+    /// muxer accepts are charged all the same, in `poll`: none waits uncharged.
+    #[test]
+    fn streams_are_charged_while_the_swarm_takes_none() {
+        let (mut muxer, mail, peer) = flooded(32);
         // The burst (and what a slow machine refilled meanwhile), waiting for the swarm.
         let admitted = muxer.admitted.len();
         assert!((32..=34).contains(&admitted), "{admitted}");
         assert_eq!(mail.take()[&peer].refused_streams, 1000 - admitted as u64);
         // Then it takes them.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
         for _ in 0..admitted {
             assert!(Pin::new(&mut muxer).poll_inbound(&mut cx).is_ready());
         }
@@ -287,15 +295,7 @@ mod tests {
     /// and counted as refused (charged all the same).
     #[test]
     fn no_more_than_max_waiting_streams_wait() {
-        let mail = Arc::new(Mailbox::default());
-        let meter = Meter::new(Some(100), mail.clone());
-        let peer = PeerId::random();
-        let mut muxer = Muxer::wrap(&meter, peer, StreamMuxerBox::new(Opened(1000)));
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        for _ in 0..100 {
-            assert!(Pin::new(&mut muxer).poll(&mut cx).is_pending());
-        }
+        let (muxer, mail, peer) = flooded(100);
         assert_eq!(muxer.admitted.len(), MAX_WAITING);
         assert_eq!(
             mail.take()[&peer].refused_streams,
