@@ -195,9 +195,11 @@ pub struct PeerStats {
     pub last_message_at: Option<SystemTime>,
     /// What was not delivered, by cause, every stream.
     pub dropped: Dropped,
-    /// Inbound streams refused after negotiation: too many for one name, or from a peer whose
-    /// connection was already gone. (A stream of a name not prepared for the peer fails
-    /// negotiation and is not counted here.)
+    /// Inbound streams refused: before negotiation, over `max_new_streams` or past the 32 that
+    /// may wait per connection for the swarm; after it, over `max_handshake_streams`, too many
+    /// for one name, or from a peer whose connection was already gone. (A stream of a name not
+    /// prepared for the peer fails negotiation and is not counted here, but it counts against
+    /// `max_new_streams`.)
     pub refused_streams: u64,
     /// Per stream name.
     pub streams: BTreeMap<String, StreamStats>,
