@@ -14,7 +14,7 @@ pub use bigframes::send_in_window_sized_frames;
 pub use blackhole::{Blackhole, LostPath, lose_path};
 pub use crash::{Crashable, crash_and_restart};
 pub use gorule::{Arrival, GoPeer};
-pub use pinger::pinger;
+pub use pinger::{pinger, pinger_answered};
 pub use proxy::Proxy;
 
 use std::collections::HashMap;

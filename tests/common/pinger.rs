@@ -17,6 +17,20 @@ struct Behaviour {
 /// drop the peer). Its own pings go once, at the start: a later one would open a new ping
 /// stream, which the node's ping handler would take instead of the caller's.
 pub fn pinger(addr: Multiaddr) -> (libp2p_stream::Control, tokio::task::JoinHandle<()>) {
+    let (control, driver, _) = pinger_answered(addr);
+    (control, driver)
+}
+
+/// [`pinger`], and a receiver that resolves once the node has answered the pinger's own ping:
+/// its ping stream is then the node's current one, and a stream the caller opens next replaces
+/// it (the node answers the newest ping stream of a connection).
+pub fn pinger_answered(
+    addr: Multiaddr,
+) -> (
+    libp2p_stream::Control,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -35,10 +49,19 @@ pub fn pinger(addr: Multiaddr) -> (libp2p_stream::Control, tokio::task::JoinHand
         .build();
     let control = swarm.behaviour().stream.new_control();
     swarm.dial(addr).unwrap();
+    let (answered, answered_rx) = tokio::sync::oneshot::channel();
     let driver = tokio::spawn(async move {
+        let mut answered = Some(answered);
         loop {
-            swarm.select_next_some().await;
+            if let libp2p::swarm::SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                result: Ok(_),
+                ..
+            })) = swarm.select_next_some().await
+                && let Some(tx) = answered.take()
+            {
+                let _ = tx.send(());
+            }
         }
     });
-    (control, driver)
+    (control, driver, answered_rx)
 }

@@ -268,9 +268,9 @@ async fn pings() {
     for _ in 0..22 {
         let (addr, peer, answered) = (node.addr.clone(), node.peer, answered.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut control, driver) = glueberry_tests::pinger(addr);
-            // After the node's first ping to us and ours to it.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (mut control, driver, own) = glueberry_tests::pinger_answered(addr);
+            // After the node answered our own ping (its stream would replace ours).
+            let _ = tokio::time::timeout(Duration::from_secs(5), own).await;
             let open = control.open_stream(peer, libp2p::StreamProtocol::new("/ipfs/ping/1.0.0"));
             if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(5), open).await {
                 let mut tick = tokio::time::interval(Duration::from_millis(1));
