@@ -146,17 +146,15 @@ impl Bucket {
     /// [`penalty_due`](Self::penalty_due)) until one is. For limits on counts, never in debt.
     pub(crate) fn try_take_one(&mut self, now: Instant) -> bool {
         self.refill(now);
-        let Some((rate, _)) = self.message_rate else {
+        if self.message_rate.is_none() {
             return true;
-        };
+        }
         if self.messages >= 1.0 {
             self.messages -= 1.0;
             return true;
         }
-        self.over(
-            now,
-            now + Duration::from_secs_f64((1.0 - self.messages) / rate),
-        );
+        let at = self.ready_at_one(now);
+        self.over(now, at);
         false
     }
 

@@ -121,8 +121,8 @@ pub(crate) struct Driver {
     scores: crate::scoring::Scores,
     /// The peers' inbound-stream allowances (`max_new_streams`), charged by the transport.
     meter: Arc<crate::transport::meter::Meter>,
-    /// Handshake streams opened, per peer (`max_handshake_streams`).
-    new_handshakes: HashMap<PeerId, crate::quota::Bucket>,
+    /// Handshake streams opened, per peer (`max_handshake_streams`; `None`: no limit).
+    new_handshakes: Option<crate::quota::PerPeer>,
     /// Ends of timed bans.
     bans: DelayQueue<PeerId>,
     ban_keys: HashMap<PeerId, delay_queue::Key>,
@@ -146,6 +146,10 @@ impl Driver {
             pending,
             meter,
         } = built;
+        let new_handshakes = shared
+            .config
+            .max_handshake_streams
+            .map(|n| crate::quota::PerPeer::new(n, std::time::Duration::from_secs(60)));
         let mut driver = Self {
             swarm,
             shared,
@@ -175,7 +179,7 @@ impl Driver {
             throttle: Throttle::new(std::time::Duration::from_secs(1)),
             scores: crate::scoring::Scores::new(shared_scoring),
             meter,
-            new_handshakes: HashMap::new(),
+            new_handshakes,
             bans: DelayQueue::new(),
             ban_keys: HashMap::new(),
         };
@@ -290,7 +294,9 @@ impl Driver {
         // that reconnects does not get a fresh allowance while it is over).
         self.meter.forget_idle(now);
         self.swarm.behaviour().ping.forget_idle();
-        self.new_handshakes.retain(|_, b| !b.is_idle(now));
+        if let Some(limit) = &self.new_handshakes {
+            limit.forget_idle(now);
+        }
         self.shared.sessions.forget_idle_quotas(now);
     }
 

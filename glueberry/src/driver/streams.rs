@@ -9,7 +9,6 @@ use crate::behaviour::streams::{Inbound, OpenError};
 use crate::peer::{DisconnectReason, Input, State};
 use crate::shared::OpenStream;
 use crate::stream;
-use crate::telemetry as m;
 use crate::wire::{self, HANDSHAKE};
 
 impl Driver {
@@ -66,10 +65,7 @@ impl Driver {
         if name == HANDSHAKE && !self.handshake_allowed(peer) {
             // Over `max_handshake_streams`: dropped, which resets it.
             drop(s);
-            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
-            if let Some(e) = self.shared.stats.get(&peer) {
-                e.streams_refused(1);
-            }
+            stream::count_refused(&self.shared, &peer);
             return;
         }
         tracing::trace!(%peer, %connection, stream = name, "inbound stream");
@@ -85,10 +81,7 @@ impl Driver {
         };
         if s.is_some() {
             tracing::debug!(%peer, stream = name, "inbound stream from a peer that is gone");
-            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
-            if let Some(e) = self.shared.stats.get(&peer) {
-                e.streams_refused(1);
-            }
+            stream::count_refused(&self.shared, &peer);
             return;
         }
         if name == HANDSHAKE {
@@ -102,19 +95,13 @@ impl Driver {
     /// stays over the limit loses score (churn costs the node more than a flood read slowly:
     /// `Medium`).
     fn handshake_allowed(&mut self, peer: PeerId) -> bool {
-        use crate::quota::Bucket;
-        let Some(n) = self.shared.config.max_handshake_streams else {
+        let Some(limit) = &self.new_handshakes else {
             return true;
         };
-        let now = std::time::Instant::now();
-        let bucket = self
-            .new_handshakes
-            .entry(peer)
-            .or_insert_with(|| Bucket::per(n, std::time::Duration::from_secs(60), now));
-        if bucket.try_take_one(now) {
+        let Err(over) = limit.take_one(peer, std::time::Instant::now()) else {
             return true;
-        }
-        if bucket.penalty_due(now) {
+        };
+        if over.penalty {
             tracing::info!(%peer, limit = "max_handshake_streams", "peer keeps opening streams over its limit: score lowered");
             self.on_verdict(peer, crate::scoring::Severity::Medium);
         }

@@ -385,6 +385,15 @@ enum Refusal {
     TooMany,
 }
 
+/// An inbound stream of `peer` was refused after negotiation: counted in the metric and the
+/// peer's `refused_streams`.
+pub(crate) fn count_refused(shared: &Shared, peer: &PeerId) {
+    metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
+    if let Some(e) = shared.stats.get(peer) {
+        e.streams_refused(1);
+    }
+}
+
 /// Takes an inbound stream from the driver: starts its reader and, if (peer, name) has no
 /// writer yet, makes it the writer too (so both sides use one stream, as in Go).
 ///
@@ -434,10 +443,7 @@ pub(crate) fn accept_inbound(
         Err(Refusal::NotConnected) => return Some(stream),
         Err(refusal) => {
             tracing::debug!(%peer, stream = name, ?refusal, "inbound stream refused");
-            metrics::counter!(m::INBOUND_STREAMS_REFUSED).increment(1);
-            if let Some(e) = shared.stats.get(&peer) {
-                e.streams_refused(1);
-            }
+            count_refused(shared, &peer);
             // Dropping the stream resets it.
         }
         Ok((name, cipher, token, slot, session)) => {
